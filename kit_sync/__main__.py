@@ -1,0 +1,3 @@
+from kit_sync.cli import main
+
+main()

@@ -1,0 +1,299 @@
+"""VTODO <-> KitTask, shared by the local (vdir) and CalDAV backends.
+
+Reading is forgiving (clients write COMPLETED in UTC, floating, with a TZID, or as
+a date; some drop our private properties); writing is conservative: an update
+edits only the properties kit-sync manages and keeps everything else a client
+put on the task (its own alarms, geo, colour, sort order, ...).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from icalendar import Alarm, Calendar, Component, Todo
+
+from kit_sync.model import (
+    MARKER,
+    AnchorKind,
+    ItemProblem,
+    KitMeta,
+    KitTask,
+    NewTask,
+    Status,
+    TaskChange,
+    TaskContent,
+    contact_from_uid,
+)
+
+PRODID = "-//kit-sync//kit-sync//EN"
+P_ANCHOR = "X-KIT-SYNC-ANCHOR"
+P_KIND = "X-KIT-SYNC-ANCHOR-KIND"
+P_EVERY = "X-KIT-SYNC-EVERY"
+P_DUE = "X-KIT-SYNC-DUE"
+P_FROM = "X-KIT-SYNC-FROM"
+P_HASH = "X-KIT-SYNC-HASH"
+P_ALARM = "X-KIT-SYNC-ALARM"  # inside a VALARM: this alarm is ours to replace
+META_PROPS = (MARKER, P_ANCHOR, P_KIND, P_EVERY, P_DUE, P_FROM, P_HASH)
+
+
+class ParseError(ValueError):
+    pass
+
+
+def _text(todo: Todo, name: str) -> str | None:
+    value = todo.get(name)
+    if value is None:
+        return None
+    if isinstance(value, list):
+        value = value[0]
+    text = value.to_ical().decode() if hasattr(value, "to_ical") else str(value)
+    text = text.replace("\\,", ",").replace("\\;", ";").replace("\\n", "\n").replace("\\\\", "\\")
+    return text.strip() or None
+
+
+def _date_prop(todo: Todo, name: str) -> date | None:
+    text = _text(todo, name)
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _due(todo: Todo) -> date | None:
+    if "DUE" not in todo:
+        return None
+    prop: Any = todo["DUE"]
+    value = prop.dt
+    if isinstance(value, datetime):
+        return value.date()
+    return value if isinstance(value, date) else None
+
+
+def completed_stamp(todo: Todo) -> datetime | date | None:
+    """COMPLETED as written: aware (UTC or TZID), naive (floating), or a date."""
+    if "COMPLETED" not in todo:
+        return None
+    prop: Any = todo["COMPLETED"]
+    value = prop.dt
+    if isinstance(value, datetime) and value.tzinfo is None:
+        tzid = prop.params.get("TZID")
+        if tzid:
+            try:
+                return value.replace(tzinfo=ZoneInfo(str(tzid).strip("/")))
+            except (ZoneInfoNotFoundError, ValueError):
+                return value  # unknown zone name (e.g. Windows): treat as local time
+    if isinstance(value, datetime | date):
+        return value
+    return None
+
+
+def status_of(todo: Todo) -> Status:
+    status = str(todo.get("STATUS", "")).upper()
+    if status == "CANCELLED":
+        return Status.CANCELLED
+    if status == "COMPLETED" or "COMPLETED" in todo:
+        return Status.COMPLETED
+    try:
+        if int(str(todo.get("PERCENT-COMPLETE", 0))) >= 100:
+            return Status.COMPLETED
+    except ValueError:
+        pass
+    return Status.OPEN
+
+
+def owner_of(todo: Todo) -> str | None:
+    """The contact id when this VTODO is kit-sync's, else None (foreign)."""
+    marker = _text(todo, MARKER)
+    if marker:
+        return marker
+    return contact_from_uid(str(todo.get("UID", "")))
+
+
+def find_todo(cal: Calendar) -> Todo | None:
+    todos = [c for c in cal.walk("VTODO") if isinstance(c, Todo)]
+    if not todos:
+        return None
+    masters = [t for t in todos if "RECURRENCE-ID" not in t]
+    return (masters or todos)[0]
+
+
+def parse_calendar(data: bytes | str) -> Calendar:
+    try:
+        cal = Calendar.from_ical(data)
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise ParseError(f"not valid iCalendar data ({exc})") from None
+    if isinstance(cal, list):
+        cal = cal[0]
+    return cal
+
+
+def task_from_ical(data: bytes, href: str, etag: str) -> KitTask | ItemProblem | None:
+    """A KitTask for a kit-owned VTODO, None for foreign or non-task items, an
+    ItemProblem for something unreadable (with the contact id when recognisable)."""
+    try:
+        cal = parse_calendar(data)
+        todo = find_todo(cal)
+    except ParseError as exc:
+        return ItemProblem(href, str(exc), _sniff_marker(data))
+    if todo is None:
+        return None
+    cid = owner_of(todo)
+    if cid is None:
+        return None
+    try:
+        kind_text = (_text(todo, P_KIND) or AnchorKind.TOUCH.value).lower()
+        meta = KitMeta(
+            contact_id=cid,
+            anchor=_date_prop(todo, P_ANCHOR),
+            anchor_kind=AnchorKind(kind_text)
+            if kind_text in ("new", "touch")
+            else AnchorKind.TOUCH,
+            every=_text(todo, P_EVERY),
+            planned_due=_date_prop(todo, P_DUE),
+            from_uid=_text(todo, P_FROM),
+            fingerprint=_text(todo, P_HASH),
+        )
+        return KitTask(
+            uid=str(todo.get("UID", "")),
+            href=href,
+            etag=etag,
+            status=status_of(todo),
+            due=_due(todo),
+            meta=meta,
+            summary=_text(todo, "SUMMARY") or "",
+            completed=completed_stamp(todo),
+        )
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        return ItemProblem(href, f"cannot read the task ({exc})", cid)
+
+
+def _sniff_marker(data: bytes) -> str | None:
+    text = data.decode("utf-8", "replace")
+    for line in text.splitlines():
+        if line.upper().startswith(MARKER + ":"):
+            return line.split(":", 1)[1].strip() or None
+        if line.upper().startswith("UID:"):
+            cid = contact_from_uid(line.split(":", 1)[1].strip())
+            if cid:
+                return cid
+    return None
+
+
+def _set(todo: Component, name: str, value: object, **params: str) -> None:
+    if name in todo:
+        del todo[name]
+    if value is not None and value != "":
+        if params:
+            todo.add(name, value, parameters=params)
+        else:
+            todo.add(name, value)
+
+
+def _set_meta(todo: Todo, meta: KitMeta) -> None:
+    values = {
+        MARKER: meta.contact_id,
+        P_ANCHOR: meta.anchor.isoformat() if meta.anchor else None,
+        P_KIND: meta.anchor_kind.value,
+        P_EVERY: meta.every,
+        P_DUE: meta.planned_due.isoformat() if meta.planned_due else None,
+        P_FROM: meta.from_uid,
+        P_HASH: meta.fingerprint,
+    }
+    for name, value in values.items():
+        _set(todo, name, value)
+
+
+def _set_content(todo: Todo, content: TaskContent, due: date | None, tz: ZoneInfo) -> None:
+    _set(todo, "SUMMARY", content.summary)
+    _set(todo, "DESCRIPTION", content.description)
+    if "CATEGORIES" in todo:
+        del todo["CATEGORIES"]
+    if content.categories:
+        todo.add("CATEGORIES", list(content.categories))
+    _set(todo, "PRIORITY", content.priority or None)
+    # Replace only our own alarm; a client's alarms stay.
+    todo.subcomponents = [
+        c for c in todo.subcomponents if not (c.name == "VALARM" and P_ALARM in c)
+    ]
+    if content.alarm and due is not None:
+        hh, mm = (int(x) for x in content.alarm.split(":"))
+        at = datetime.combine(due, time(hh, mm), tzinfo=tz).astimezone(UTC)
+        alarm = Alarm()
+        alarm.add("ACTION", "DISPLAY")
+        alarm.add("DESCRIPTION", content.summary)
+        alarm.add("TRIGGER", at, parameters={"VALUE": "DATE-TIME"})
+        alarm.add(P_ALARM, "1")
+        todo.add_component(alarm)
+
+
+def _touch_stamps(todo: Todo, now: datetime, bump: bool) -> None:
+    stamp = now.astimezone(UTC).replace(microsecond=0)
+    _set(todo, "DTSTAMP", stamp)
+    _set(todo, "LAST-MODIFIED", stamp)
+    if bump:
+        try:
+            seq = int(str(todo.get("SEQUENCE", 0)))
+        except ValueError:
+            seq = 0
+        _set(todo, "SEQUENCE", seq + 1)
+
+
+def new_vtodo(new: NewTask, tz: ZoneInfo, now: datetime) -> bytes:
+    cal = Calendar()
+    cal.add("VERSION", "2.0")
+    cal.add("PRODID", PRODID)
+    todo = Todo()
+    todo.add("UID", new.uid)
+    stamp = now.astimezone(UTC).replace(microsecond=0)
+    todo.add("CREATED", stamp)
+    _touch_stamps(todo, now, bump=False)
+    todo.add("SEQUENCE", 0)
+    todo.add("STATUS", "NEEDS-ACTION")
+    todo.add("DUE", new.due)
+    _set_content(todo, new.content, new.due, tz)
+    _set_meta(todo, new.meta)
+    cal.add_component(todo)
+    return bytes(cal.to_ical())
+
+
+def apply_change(data: bytes, change: TaskChange, tz: ZoneInfo, now: datetime) -> bytes:
+    """The item's data with `change` applied; everything else kept as it was."""
+    cal = parse_calendar(data)
+    todo = find_todo(cal)
+    if todo is None:
+        raise ParseError("the item holds no VTODO")
+    due = change.due if change.due is not None else _due(todo)
+    if change.due is not None:
+        _set(todo, "DUE", change.due)
+    if change.content is not None:
+        _set_content(todo, change.content, due, tz)
+    elif change.due is not None:
+        # keep our alarm on the (new) due day
+        for alarm in todo.subcomponents:
+            if alarm.name == "VALARM" and P_ALARM in alarm and "TRIGGER" in alarm:
+                trigger: Any = alarm["TRIGGER"]
+                old = trigger.dt
+                if isinstance(old, datetime):
+                    local = old.astimezone(tz)
+                    at = datetime.combine(change.due, local.time(), tzinfo=tz).astimezone(UTC)
+                    _set(alarm, "TRIGGER", at, VALUE="DATE-TIME")
+    if change.meta is not None:
+        _set_meta(todo, change.meta)
+    if change.status is Status.COMPLETED:
+        stamp = (change.completed_at or now).astimezone(UTC).replace(microsecond=0)
+        _set(todo, "STATUS", "COMPLETED")
+        _set(todo, "COMPLETED", stamp)
+        _set(todo, "PERCENT-COMPLETE", 100)
+    elif change.status is Status.CANCELLED:
+        _set(todo, "STATUS", "CANCELLED")
+    elif change.status is Status.OPEN:
+        _set(todo, "STATUS", "NEEDS-ACTION")
+        for name in ("COMPLETED", "PERCENT-COMPLETE"):
+            if name in todo:
+                del todo[name]
+    _touch_stamps(todo, now, bump=True)
+    return bytes(cal.to_ical())

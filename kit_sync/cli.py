@@ -1,0 +1,399 @@
+"""The command line. The one place that turns errors into messages and exit codes:
+0 ok, 1 some actions failed, 2 usage or config error, 3 backend unreachable or
+refused credentials."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections import defaultdict
+from contextlib import contextmanager
+from datetime import date, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+
+from kit_sync.errors import KitError, UsageError
+
+app = typer.Typer(
+    name="kit-sync",
+    help="Keep one regenerating 'Keep in touch with <name>' task per person in Outlook, "
+    "a CalDAV task list or a local folder.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+log = logging.getLogger("kit_sync")
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+class Opts:
+    config: str | None = None
+    skip_bad_rows: bool = False
+
+
+OPTS = Opts()
+
+
+@app.callback()
+def _global(
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            "-c",
+            metavar="PATH",
+            help="Config file (else $KIT_SYNC_CONFIG, ./kit-sync.yaml, "
+            "~/.config/kit-sync/config.yaml).",
+        ),
+    ] = None,
+    skip_bad_rows: Annotated[
+        bool,
+        typer.Option(
+            help="Load the roster even when some rows of included files cannot be read "
+            "(they are listed as warnings)."
+        ),
+    ] = False,
+    log_format: Annotated[
+        LogFormat, typer.Option(help="text, or json for one JSON object per line.")
+    ] = LogFormat.TEXT,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every step.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log only problems.")] = False,
+) -> None:
+    from kit_sync.logs import setup_logging
+
+    setup_logging("debug" if verbose else "warning" if quiet else "info", log_format.value)
+    OPTS.config = config
+    OPTS.skip_bad_rows = skip_bad_rows
+
+
+def _load() -> Any:
+    from kit_sync.app import load
+    from kit_sync.config import find_config
+
+    loaded = load(find_config(OPTS.config), skip_bad_rows=OPTS.skip_bad_rows)
+    for warning in loaded.roster.warnings:
+        log.warning("%s", warning)
+    return loaded
+
+
+@contextmanager
+def _engine() -> Any:
+    from kit_sync.app import open_engine
+
+    engine = open_engine(_load())
+    try:
+        yield engine
+    finally:
+        engine.backend.close()
+        engine.state.close()
+
+
+def _echo(text: str = "") -> None:
+    typer.echo(text)
+
+
+@app.command()
+def check() -> None:
+    """Validate the config and the roster. Exit 0 when valid, 2 when not."""
+    loaded = _load()
+    roster = loaded.roster
+    active = len(roster.active)
+    _echo(
+        f"{loaded.config.source}: ok — {len(roster.contacts)} contacts ({active} active), "
+        f"backend {loaded.config.backend.type}, time zone {loaded.tz.key}"
+    )
+
+
+def _counts_line(counts: dict[str, int]) -> str:
+    keys = ("created", "regenerated", "updated", "cancelled", "failed")
+    return ", ".join(f"{k} {counts.get(k, 0)}" for k in keys)
+
+
+@app.command()
+def sync(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan and write nothing.")
+    ] = False,
+    allow_empty: Annotated[
+        bool, typer.Option(help="Accept a backend that suddenly lists no kit-sync tasks at all.")
+    ] = False,
+) -> None:
+    """Run one sync cycle and print what it did."""
+    with _engine() as engine:
+        if dry_run:
+            result = engine.run_cycle(dry_run=True, allow_empty=allow_empty)
+            for action in result.plan.actions:
+                _echo(f"would {action.describe()}")
+            for touch in result.plan.touches:
+                _echo(f"would record touch: {touch.contact_id} on {touch.day}")
+            for line in result.problems:
+                _echo(f"problem: {line}")
+            _echo("dry run: " + _counts_line(result.counts) + " (nothing written)")
+            return
+        with _progress() as progress:
+            result = engine.run_cycle(allow_empty=allow_empty, progress=progress)
+        for line in result.plan.skipped:
+            log.warning("skipped %s", line)
+        _echo(_counts_line(result.counts))
+        if result.failures:
+            raise KitError(
+                f"{len(result.failures)} action(s) failed; they are retried at the next sync",
+                result.failures,
+            )
+
+
+@contextmanager
+def _progress() -> Any:
+    """A rich progress bar on a terminal; plain log lines (from the engine) otherwise."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    bar = Progress(TextColumn("syncing"), BarColumn(), MofNCompleteColumn(), transient=True)
+    task_id = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal task_id
+        if total < 20:
+            return
+        if task_id is None:
+            bar.start()
+            task_id = bar.add_task("sync", total=total)
+        bar.update(task_id, completed=done)
+
+    try:
+        yield update
+    finally:
+        bar.stop()
+
+
+@app.command()
+def run() -> None:
+    """Run as a daemon: a sync cycle now and every sync.every; stop with Ctrl+C/SIGTERM."""
+    from kit_sync.app import open_engine
+    from kit_sync.daemon import Daemon
+
+    loaded = _load()
+    engine = open_engine(loaded)
+    try:
+        Daemon(engine, loaded.config).run_forever()
+    finally:
+        engine.backend.close()
+        engine.state.close()
+
+
+STATUS_KEYS = (
+    "id",
+    "name",
+    "tier",
+    "every",
+    "channel",
+    "last_touch",
+    "next_due",
+    "days_overdue",
+    "state",
+)
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+) -> None:
+    """One row per contact: last touch, next due date, days overdue, state."""
+    with _engine() as engine:
+        rows = engine.status()
+    if as_json:
+        out = [
+            {
+                "id": r.id,
+                "name": r.name,
+                "tier": r.tier,
+                "every": r.every,
+                "channel": r.channel,
+                "last_touch": r.last_touch.isoformat() if r.last_touch else None,
+                "next_due": r.next_due.isoformat() if r.next_due else None,
+                "days_overdue": r.days_overdue,
+                "state": r.state,
+            }
+            for r in rows
+        ]
+        _echo(json.dumps(out, indent=2, ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*STATUS_KEYS)
+    for r in sorted(rows, key=lambda r: (r.next_due or date.max, r.name)):
+        table.add_row(
+            r.id,
+            r.name,
+            r.tier or "",
+            r.every,
+            r.channel,
+            str(r.last_touch or "-"),
+            str(r.next_due or "-"),
+            str(r.days_overdue or ""),
+            r.state,
+        )
+    Console(width=160).print(table)
+
+
+@app.command()
+def touch(
+    who: Annotated[str, typer.Argument(help="An id, an email, or an unambiguous part of a name.")],
+    on: Annotated[
+        str | None,
+        typer.Option(
+            "--on", metavar="YYYY-MM-DD", help="The day you were in touch (default today)."
+        ),
+    ] = None,
+    note: Annotated[str, typer.Option(help="What you talked about (kept in the journal).")] = "",
+) -> None:
+    """Record that you were in touch: completes the task and schedules the next one."""
+    from kit_sync.cadence import today
+
+    with _engine() as engine:
+        matches = engine.roster.find(who)
+        if not matches:
+            import difflib
+
+            names = [c.name for c in engine.roster.contacts]
+            close = difflib.get_close_matches(who, names, n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise UsageError(f"no contact matches '{who}'{hint}")
+        if len(matches) > 1:
+            raise UsageError(
+                f"'{who}' matches {len(matches)} contacts; use the id or email:",
+                [f"{c.id}  {c.name}  {', '.join(c.emails)}" for c in matches],
+            )
+        contact = matches[0]
+        if on is None:
+            day = today(engine.clock(), engine.tz)
+        else:
+            try:
+                day = date.fromisoformat(on)
+            except ValueError:
+                raise UsageError(f"--on '{on}' is not a date like 2026-03-14") from None
+        result = engine.touch(contact, day, note)
+        due = next(
+            (
+                a.new.due
+                for a in result.plan.actions
+                if a.contact_id == contact.id and a.new is not None
+            ),
+            None,
+        )
+        if due is None:
+            due = next(
+                (
+                    a.change.due
+                    for a in result.plan.actions
+                    if a.contact_id == contact.id and a.change and a.change.due
+                ),
+                None,
+            )
+        _echo(f"touched {contact.name} on {day}" + (f"; next due {due}" if due else ""))
+        if result.failures:
+            raise KitError("some actions failed", result.failures)
+
+
+@app.command()
+def due(
+    within: Annotated[
+        int, typer.Option(min=0, help="Also list who is due within this many days.")
+    ] = 0,
+) -> None:
+    """Who to contact now, grouped by channel, with notes and email/phone."""
+    with _engine() as engine:
+        rows = engine.status()
+        today_ = engine.clock().astimezone(engine.tz).date()
+    limit = today_ + timedelta(days=within)
+    groups: dict[str, list[Any]] = defaultdict(list)
+    for r in rows:
+        if r.state in ("open", "missing", "completed") and r.next_due and r.next_due <= limit:
+            groups[r.channel].append(r)
+    if not groups:
+        _echo(f"nobody is due{' within ' + str(within) + ' days' if within else ' today'}.")
+        return
+    for channel in sorted(groups):
+        people = sorted(groups[channel], key=lambda r: (r.next_due, r.name))
+        _echo(f"{channel} ({len(people)})")
+        for r in people:
+            c = r.contact
+            when = (
+                f"{r.days_overdue} days overdue"
+                if r.days_overdue
+                else f"due {r.next_due}"
+                if r.next_due != today_
+                else "due today"
+            )
+            contact_bits = [*c.emails, c.phone] if c.phone else list(c.emails)
+            _echo(f"  {c.name} — {when}; last contact {r.last_touch or 'never'}")
+            if contact_bits:
+                _echo(f"      {' · '.join(contact_bits)}")
+            if c.notes:
+                _echo(f"      {c.notes.strip().splitlines()[0]}")
+        _echo()
+
+
+@app.command()
+def health() -> None:
+    """Exit 0 when the last sync cycle succeeded recently (3 × sync.every), 1 otherwise."""
+    from datetime import UTC, datetime
+
+    from kit_sync.state import State
+
+    loaded = _load()
+    state_path = loaded.config.state_path()
+    if not Path(state_path).exists():
+        raise KitError(f"unhealthy: no sync cycle has run yet (no state file at {state_path})")
+    state = State(state_path)
+    try:
+        last = state.last_cycle()
+        success = state.last_success()
+    finally:
+        state.close()
+    limit = 3 * loaded.config.sync.every
+    now = datetime.now(UTC)
+    if last is None:
+        raise KitError("unhealthy: no sync cycle has finished yet")
+    if not last.ok:
+        raise KitError(
+            f"unhealthy: the last cycle ({last.finished:%Y-%m-%d %H:%M:%S} UTC) "
+            f"failed: {last.error}"
+        )
+    if success is None or now - success > limit:
+        raise KitError(
+            f"unhealthy: the last successful cycle was at {success} UTC, more than {limit} ago"
+        )
+    _echo(f"healthy: last cycle {last.finished:%Y-%m-%d %H:%M:%S} UTC, {_counts_line(last.counts)}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app and map every user-facing error to its exit code."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except KitError as exc:
+        typer.echo(f"kit-sync: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except click.exceptions.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(0)

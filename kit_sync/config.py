@@ -1,0 +1,586 @@
+"""The YAML config, validated in one pass with pydantic.
+
+Every problem is collected and reported at once as `file:line field: message`
+(`ConfigError.problems`). Secrets ({env}, {file}, {command}) are resolved while
+validating, so a missing secret is a config error with a line number too, and the
+resolved value is a `SecretStr` that never prints.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import shlex
+import subprocess
+from datetime import date, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from kit_sync.cadence import Interval, IntervalError, Rules
+from kit_sync.errors import ConfigError
+from kit_sync.yamlsrc import Located, Path_, format_path, read_yaml_file
+
+DEFAULT_LOCATIONS = ("./kit-sync.yaml", "~/.config/kit-sync/config.yaml")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+# --- value types -------------------------------------------------------------------
+
+
+def _interval(value: Any) -> Interval:
+    if isinstance(value, Interval):
+        return value
+    try:
+        return Interval.parse(value)
+    except IntervalError as exc:
+        raise ValueError(str(exc)) from None
+
+
+IntervalField = Annotated[Interval, PlainValidator(_interval), PlainSerializer(str)]
+
+_DURATION = re.compile(
+    r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?)\s*$"
+)
+
+
+def _duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return timedelta(seconds=value)
+    m = _DURATION.match(str(value).lower())
+    if not m or float(m.group(1)) <= 0:
+        raise ValueError(
+            f'\'{value}\' is not a duration; write it like "10 minutes", "1 hour", "30 seconds"'
+        )
+    n, unit = float(m.group(1)), m.group(2)[0]
+    return timedelta(seconds=n * {"s": 1, "m": 60, "h": 3600}[unit])
+
+
+DurationField = Annotated[timedelta, PlainValidator(_duration), PlainSerializer(str)]
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    CALL = "call"
+    LUNCH = "lunch"
+    COFFEE = "coffee"
+    MESSAGE = "message"
+    ANY = "any"
+
+
+_PRIORITY_WORDS = {"high": 1, "medium": 5, "normal": 5, "low": 9, "none": 0}
+
+
+def _priority(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("priority must be high, normal, low or a number 0-9")
+    if isinstance(value, int) and 0 <= value <= 9:
+        return value
+    if isinstance(value, str) and value.strip().lower() in _PRIORITY_WORDS:
+        return _PRIORITY_WORDS[value.strip().lower()]
+    raise ValueError(f"priority '{value}' is not high, normal, low or a number 0-9")
+
+
+PriorityField = Annotated[int, PlainValidator(_priority)]
+
+
+def _base_dir(info: ValidationInfo) -> Path:
+    ctx = info.context or {}
+    return Path(ctx.get("base_dir", "."))
+
+
+def resolve_secret(value: Any, base_dir: Path, environ: Any = None) -> SecretStr:
+    """A secret: a plain string, {env: NAME}, {file: PATH} or {command: [...]}.
+
+    Raises ValueError with a message that names the source but never the value.
+    """
+    env = os.environ if environ is None else environ
+    if isinstance(value, SecretStr):
+        return value
+    if isinstance(value, str):
+        return SecretStr(value)
+    if not isinstance(value, dict) or len(value) != 1:
+        raise ValueError(
+            "a secret is a string, {env: NAME}, {file: PATH} or {command: [program, args...]}"
+        )
+    ((kind, arg),) = value.items()
+    if kind == "env":
+        if not isinstance(arg, str) or arg not in env:
+            raise ValueError(f"environment variable {arg} is not set")
+        return SecretStr(env[arg])
+    if kind == "file":
+        path = Path(os.path.expanduser(str(arg)))
+        path = path if path.is_absolute() else base_dir / path
+        try:
+            return SecretStr(path.read_text(encoding="utf-8").rstrip("\r\n"))
+        except OSError as exc:
+            raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
+    if kind == "command":
+        argv = shlex.split(arg) if isinstance(arg, str) else [str(a) for a in arg]
+        if not argv:
+            raise ValueError("secret command is empty")
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ValueError(f"secret command '{argv[0]}' could not run: {exc}") from None
+        if done.returncode != 0:
+            # stderr may echo the secret for some tools: report only the exit code.
+            raise ValueError(f"secret command '{argv[0]}' failed with exit code {done.returncode}")
+        return SecretStr(done.stdout.splitlines()[0] if done.stdout else "")
+    raise ValueError(f"unknown secret source '{kind}' (use env, file or command)")
+
+
+def _secret(value: Any, info: ValidationInfo) -> SecretStr:
+    return resolve_secret(value, _base_dir(info), (info.context or {}).get("environ"))
+
+
+SecretField = Annotated[SecretStr, PlainValidator(_secret)]
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    value = Path(os.path.expanduser(str(value)))
+    return value if value.is_absolute() else (_base_dir(info) / value)
+
+
+# --- backends ----------------------------------------------------------------------
+
+
+class LocalConfig(Strict):
+    type: Literal["local"]
+    path: Path = Field(description="folder of .ics files (a vdir), created when missing")
+    """Folder holding one .ics VTODO per file (a vdir: todoman and khal read it)."""
+
+    _resolve = field_validator("path")(_resolve_path)
+
+
+class CaldavConfig(Strict):
+    type: Literal["caldav"]
+    url: str
+    """Server root (the task list is discovered) or the task list's collection URL."""
+    username: str | None = None
+    password: SecretField | None = None
+    token: SecretField | None = None
+    """Bearer token (auth: bearer)."""
+    auth: Literal["auto", "basic", "digest", "bearer"] = "auto"
+    task_list: str | None = None
+    """Display name of the task list; the first VTODO list when omitted."""
+    create: bool = False
+    """Create the task list (VTODO only) when it does not exist."""
+    verify: bool | str = True
+    """TLS verification: true, false, or the path of a CA bundle."""
+    timeout: float = Field(30.0, gt=0)
+    """Seconds before a request counts as failed."""
+
+
+class ExchangeOAuth(Strict):
+    client_id: str
+    client_secret: SecretField
+    tenant_id: str
+
+
+class ExchangeConfig(Strict):
+    type: Literal["exchange"]
+    email: str
+    """The mailbox whose Tasks folder holds the tasks."""
+    server: str | None = None
+    service_endpoint: str | None = None
+    autodiscover: bool = False
+    username: str | None = None
+    password: SecretField | None = None
+    auth: Literal["ntlm", "basic", "oauth2"] = "ntlm"
+    oauth: ExchangeOAuth | None = None
+    access: Literal["delegate", "impersonation"] = "delegate"
+    folder: str | None = None
+    """A subfolder of Tasks; the default Tasks folder when omitted."""
+    create_folder: bool = True
+    verify: bool | str = True
+    max_retry_wait: float = Field(60.0, ge=0)
+    """Seconds exchangelib may keep retrying a busy server within one cycle."""
+    on_remove: Literal["defer", "delete"] = "defer"
+
+    @model_validator(mode="after")
+    def _where(self) -> ExchangeConfig:
+        if not (self.server or self.service_endpoint or self.autodiscover):
+            raise ValueError("give one of server, service_endpoint or autodiscover: true")
+        return self
+
+
+class GraphConfig(Strict):
+    type: Literal["graph"]
+    client_id: str
+    tenant: str = "common"
+    task_list: str | None = None
+    create: bool = True
+    user: str | None = None
+    """For app-only access: the user (UPN or id) whose lists are managed."""
+    client_secret: SecretField | None = None
+    certificate: Path | None = None
+    token_cache: Path | None = None
+    authority_host: str = "https://login.microsoftonline.com"
+    graph_url: str = "https://graph.microsoft.com/v1.0"
+
+    _resolve = field_validator("certificate", "token_cache")(
+        lambda v, info: None if v is None else _resolve_path(v, info)
+    )
+
+
+BackendConfig = Annotated[
+    LocalConfig | CaldavConfig | ExchangeConfig | GraphConfig, Field(discriminator="type")
+]
+BACKEND_TYPES = ("local", "caldav", "exchange", "graph")
+
+
+# --- roster ------------------------------------------------------------------------
+
+
+class Tier(Strict):
+    every: IntervalField
+    channel: Channel = Channel.ANY
+    priority: PriorityField = 0
+
+
+class ContactEntry(Strict):
+    """One contact as written in YAML (or read from a CSV/vCard row)."""
+
+    name: str = Field(min_length=1)
+    id: str | None = None
+    email: list[str] = []
+    phone: str | None = None
+    tier: str | None = None
+    every: IntervalField | None = None
+    channel: Channel | None = None
+    priority: PriorityField | None = None
+    notes: str | None = None
+    tags: list[str] = []
+    city: str | None = None
+    company: str | None = None
+    title: str | None = None
+    birthday: date | None = None
+    met: date | None = None
+    paused: bool = False
+
+    @field_validator("email", "tags", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [v.strip() for v in re.split(r"[;,]", value) if v.strip()]
+        return value
+
+    @field_validator("id", "phone", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("email")
+    @classmethod
+    def _emails(cls, value: list[str]) -> list[str]:
+        for v in value:
+            if "@" not in v:
+                raise ValueError(f"'{v}' is not an email address")
+        return value
+
+
+class Filter(Strict):
+    categories: list[str] = []
+    """Keep only contacts in at least one of these categories/groups/labels."""
+
+
+class Include(Strict):
+    path: Path
+    format: Literal["auto", "outlook-csv", "google-csv", "csv", "vcard"] = "auto"
+    tier: str | None = None
+    every: IntervalField | None = None
+    channel: Channel | None = None
+    only: Filter | None = None
+
+    _resolve = field_validator("path")(_resolve_path)
+
+
+# --- the rest ----------------------------------------------------------------------
+
+
+class TaskWording(Strict):
+    title: str = "Keep in touch with {name}"
+    """Task title; {name}, {first_name}, {channel}, {tier}, {company} are filled in."""
+    categories: list[str] = ["Keep in touch"]
+    tier_category: bool = True
+    """Also put the contact's tier name in the categories."""
+    alarm: str | None = None
+    """Time of a reminder on the due day, like "09:00"; none when omitted."""
+    on_remove: Literal["cancel", "delete"] = "cancel"
+    """What happens to the open task of a removed or paused contact."""
+
+    @field_validator("title")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        try:
+            value.format(name="x", first_name="x", channel="x", tier="x", company="x")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"title template '{value}' uses an unknown field {exc}; use {{name}}, "
+                "{first_name}, {channel}, {tier} or {company}"
+            ) from None
+        return value
+
+    @field_validator("alarm")
+    @classmethod
+    def _alarm(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"([01]?\d|2[0-3]):[0-5]\d", str(value)):
+            raise ValueError(f"alarm '{value}' is not a time like \"09:00\"")
+        return value
+
+
+class Schedule(Strict):
+    avoid_weekends: bool = False
+    """A due date on Saturday or Sunday moves to the Monday after."""
+    spread_new: bool = True
+    """Spread first due dates of never-touched contacts over their first interval."""
+
+    @property
+    def rules(self) -> Rules:
+        return Rules(avoid_weekends=self.avoid_weekends, spread_new=self.spread_new)
+
+
+class SyncOptions(Strict):
+    every: DurationField = timedelta(minutes=10)
+    max_backoff: DurationField = timedelta(hours=1)
+    """Longest wait between retries while the backend is failing."""
+
+
+class HealthOptions(Strict):
+    listen: str | None = None
+    """host:port for /healthz and /metrics, e.g. 127.0.0.1:8765; off when omitted."""
+
+
+class Config(Strict):
+    timezone: str | None = None
+    """IANA zone (Europe/Berlin); the system's zone when omitted."""
+    backend: BackendConfig = Field(
+        default_factory=lambda: LocalConfig(type="local", path=Path("tasks"))
+    )
+    tiers: dict[str, Tier] = {}
+    contacts: list[dict[str, Any]] = []
+    include: list[Include] = []
+    schedule: Schedule = Schedule()
+    sync: SyncOptions = SyncOptions()
+    state: Path | None = None
+    """SQLite state file; default: $XDG_STATE_HOME/kit-sync/<config name>.sqlite."""
+    task: TaskWording = TaskWording()
+    health: HealthOptions = HealthOptions()
+
+    # Filled by load_config, not by the YAML.
+    _source: Path = PrivateAttr(default=Path("kit-sync.yaml"))
+
+    _resolve_state = field_validator("state")(
+        lambda v, info: None if v is None else _resolve_path(v, info)
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from kit_sync.clock import load_zone
+
+        try:
+            load_zone(value)
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("tiers")
+    @classmethod
+    def _tier_names(cls, value: dict[str, Tier]) -> dict[str, Tier]:
+        for name in value:
+            if not re.fullmatch(r"[\w .-]+", name):
+                raise ValueError(f"tier name '{name}' may hold letters, digits, space, '.', '-'")
+        return value
+
+    @property
+    def source(self) -> Path:
+        """The file this config was read from."""
+        return self._source
+
+    def state_path(self) -> Path:
+        if self.state is not None:
+            return self.state
+        base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+        return base / "kit-sync" / f"{self.source.stem}.sqlite"
+
+
+# --- loading -----------------------------------------------------------------------
+
+
+def find_config(explicit: str | None, environ: Any = None) -> Path:
+    env = os.environ if environ is None else environ
+    if explicit:
+        return Path(explicit)
+    if env.get("KIT_SYNC_CONFIG"):
+        return Path(env["KIT_SYNC_CONFIG"])
+    for candidate in DEFAULT_LOCATIONS:
+        path = Path(os.path.expanduser(candidate))
+        if path.exists():
+            return path
+    raise ConfigError(
+        "no config file found: pass --config PATH, set KIT_SYNC_CONFIG, or create "
+        "./kit-sync.yaml (copy config.example.yaml to start)"
+    )
+
+
+def _friendly(err: dict[str, Any], data: Any) -> tuple[Path_, str]:
+    loc: Path_ = tuple(err["loc"])
+    kind = err["type"]
+    # Discriminated unions put the tag in the location: backend.local.path -> backend.path
+    if len(loc) >= 2 and loc[0] == "backend" and loc[1] in BACKEND_TYPES:
+        loc = (loc[0], *loc[2:])
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        parent = loc[:-1]
+        return (*parent, key), f"unknown option '{key}'" + _suggest(key, err, data, parent)
+    if kind == "missing":
+        return loc, "is required but missing"
+    if kind == "union_tag_invalid":
+        tag = err.get("ctx", {}).get("tag")
+        return (*loc, "type"), f"unknown backend type '{tag}' (known: {', '.join(BACKEND_TYPES)})"
+    if kind == "union_tag_not_found":
+        return loc, f"needs a type: one of {', '.join(BACKEND_TYPES)}"
+    msg = err["msg"]
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix) :]
+    if kind == "enum" or kind in ("literal_error",):
+        msg = f"'{err.get('input')}' is not allowed; {msg[0].lower()}{msg[1:]}"
+    return loc, msg
+
+
+def _suggest(key: str, err: dict[str, Any], data: Any, parent: Path_) -> str:
+    known = _known_fields(parent, data)
+    if not known:
+        return ""
+    close = difflib.get_close_matches(key, known, n=1)
+    if close:
+        return f"; did you mean '{close[0]}'?"
+    return f" (known: {', '.join(sorted(known))})"
+
+
+def _known_fields(parent: Path_, data: Any) -> list[str]:
+    model: Any = Config
+    node = data
+    for part in parent:
+        if isinstance(node, dict | list):
+            try:
+                node = node[part]  # type: ignore[index]
+            except (KeyError, IndexError, TypeError):
+                node = None
+        if isinstance(part, int):
+            continue
+        if model is Config and part == "backend":
+            model = {
+                "local": LocalConfig,
+                "caldav": CaldavConfig,
+                "exchange": ExchangeConfig,
+                "graph": GraphConfig,
+            }.get(str(node.get("type")) if isinstance(node, dict) else "")
+        elif model is not None and isinstance(model, type) and issubclass(model, BaseModel):
+            field = model.model_fields.get(str(part))
+            model = None
+            if field is not None:
+                ann = field.annotation
+                for candidate in (
+                    Tier,
+                    Include,
+                    Filter,
+                    TaskWording,
+                    Schedule,
+                    SyncOptions,
+                    HealthOptions,
+                    ExchangeOAuth,
+                ):
+                    if ann is candidate or candidate.__name__ in str(ann):
+                        model = candidate
+                        break
+        else:
+            model = None
+        if model is None:
+            return []
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+
+
+def problem_line(source: Path, located: Located, path: Path_, message: str) -> str:
+    line = located.line_of(path)
+    where = f"{source.name}:{line}" if line else source.name
+    field = format_path(path)
+    return f"{where} {field}: {message}" if field else f"{where}: {message}"
+
+
+def load_config(path: Path, environ: dict[str, str] | None = None) -> tuple[Config, Located]:
+    """Read and validate the config. Raises ConfigError listing every problem."""
+    try:
+        located = read_yaml_file(path, environ=environ)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {path} does not exist; copy config.example.yaml "
+            "there or pass --config PATH"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path.name}:{mark.line + 1}" if mark else path.name
+        what = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(
+            "the config file is not valid YAML", [f"{where}: {what} (check indentation and quotes)"]
+        ) from None
+    problems = [problem_line(path, located, p, m) for p, m in located.problems]
+    data = located.data
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            "the config file must be a mapping of options",
+            [f"{path.name}:1: found {type(data).__name__} at the top level"],
+        )
+    ctx = {
+        "base_dir": path.parent.resolve() if path.parent else Path("."),
+        "environ": os.environ if environ is None else environ,
+    }
+    config: Config | None = None
+    try:
+        config = Config.model_validate(data, context=ctx)
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            loc, msg = _friendly(dict(err), data)
+            problems.append(problem_line(path, located, loc, msg))
+    if problems or config is None:
+        raise ConfigError(f"{path} has {len(problems)} problem(s)", problems)
+    config._source = path
+    return config, located

@@ -1,0 +1,104 @@
+"""The daemon: one APScheduler job running a sync cycle every `sync.every`.
+
+One cycle at a time (max_instances=1, coalesce); the first cycle at start; a
+failing cycle is logged and retried with back-off (doubling up to
+`sync.max_backoff`, honouring a server's Retry-After); SIGTERM/SIGINT stop it
+within seconds: the running cycle stops between two actions.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from kit_sync.backends.base import Throttled
+from kit_sync.config import Config
+from kit_sync.engine import Engine
+from kit_sync.errors import KitError
+
+log = logging.getLogger("kit_sync")
+
+
+class Daemon:
+    def __init__(self, engine: Engine, config: Config) -> None:
+        self.engine = engine
+        self.every = config.sync.every
+        self.max_backoff = config.sync.max_backoff
+        self.stop = threading.Event()
+        self.failures = 0
+        self.not_before: datetime | None = None
+        self._lock = threading.Lock()
+        self.scheduler = BackgroundScheduler(timezone=UTC)
+
+    def cycle(self) -> None:
+        if not self._lock.acquire(blocking=False):
+            return  # a cycle is still running (the retry job and the interval met)
+        try:
+            if self.stop.is_set():
+                return
+            if self.not_before is not None and datetime.now(UTC) < self.not_before:
+                return  # backing off after failures
+            result = self.engine.run_cycle(stop=self.stop)
+            counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
+            log.info("cycle done: %s", counts)
+            self.failures = 0
+            self.not_before = None
+        except Throttled as exc:
+            self._backoff(exc, exc.retry_after)
+        except KitError as exc:
+            self._backoff(exc, None)
+        except Exception:
+            log.exception("internal error in a sync cycle; retrying later")
+            self._backoff(None, None)
+        finally:
+            self._lock.release()
+
+    def backoff_seconds(self, retry_after: float | None) -> float:
+        """30 s, 60 s, 120 s, ... up to sync.max_backoff; never less than Retry-After."""
+        wait = min(30.0 * 2 ** (self.failures - 1), self.max_backoff.total_seconds())
+        return max(wait, retry_after or 0.0)
+
+    def _backoff(self, exc: Exception | None, retry_after: float | None) -> None:
+        self.failures += 1
+        wait = self.backoff_seconds(retry_after)
+        self.not_before = datetime.now(UTC) + timedelta(seconds=wait)
+        if exc is not None:
+            log.error("sync failed: %s; retrying in %d s", exc, wait)
+        if not self.stop.is_set() and wait < self.every.total_seconds():
+            self.scheduler.add_job(
+                self.cycle, "date", id="retry", replace_existing=True, run_date=self.not_before
+            )
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        self.stop.set()
+
+    def run_forever(self) -> None:
+        old: dict[signal.Signals, Any] = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            old[signum] = signal.signal(signum, self._on_signal)
+        self.scheduler.add_job(
+            self.cycle,
+            IntervalTrigger(seconds=self.every.total_seconds(), timezone=UTC),
+            id="sync",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
+        )
+        log.info("kit-sync running: a cycle every %s; stop with Ctrl+C", self.every)
+        self.scheduler.start()
+        try:
+            while not self.stop.wait(1):
+                pass
+        finally:
+            self.scheduler.shutdown(wait=True)
+            for signum, handler in old.items():
+                signal.signal(signum, handler)
+            log.info("kit-sync stopped")

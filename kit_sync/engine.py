@@ -1,0 +1,370 @@
+"""One sync cycle: pull -> plan -> apply with conditional writes.
+
+The engine owns the order of side effects that makes a kill -9 at any instant
+harmless: touches are journaled before the task that regenerates from them is
+created; every create is exclusive (If-None-Match) and every update conditional
+(If-Match), so a re-run after a crash re-plans from what the backend really holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from kit_sync.backends.base import (
+    AlreadyExists,
+    Backend,
+    BackendError,
+    BackendUnavailable,
+    Conflict,
+    NotFound,
+)
+from kit_sync.cadence import today
+from kit_sync.config import Config
+from kit_sync.errors import KitError, UsageError
+from kit_sync.model import AnchorKind, KitTask, Listing, Status, TaskChange, Touch
+from kit_sync.plan import Action, Inputs, Kind, Plan, build_plan
+from kit_sync.roster import Contact, Roster
+from kit_sync.state import SeenTask, State
+
+log = logging.getLogger("kit_sync")
+
+#: A backend that listed this many open kit tasks last time and none now is not
+#: believed: an unmounted folder or a wrong task list must not look like "the user
+#: deleted everything" (which would recreate every task).
+EMPTY_GUARD = 5
+
+Progress = Callable[[int, int], None]
+
+
+class EmptyBackendRefused(BackendError):
+    exit_code = 1
+
+
+@dataclass
+class CycleResult:
+    plan: Plan
+    counts: dict[str, int] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    interrupted: int = 0
+    stopped: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+@dataclass(frozen=True)
+class ContactStatus:
+    id: str
+    name: str
+    tier: str | None
+    every: str
+    channel: str
+    last_touch: date | None
+    next_due: date | None
+    days_overdue: int
+    state: str  # open / completed / paused / missing
+    contact: Contact
+
+
+class Engine:
+    def __init__(
+        self,
+        config: Config,
+        roster: Roster,
+        backend: Backend,
+        state: State,
+        tz: ZoneInfo,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.config = config
+        self.roster = roster
+        self.backend = backend
+        self.state = state
+        self.tz = tz
+        self.clock = clock or (lambda: datetime.now(UTC))
+        bind = getattr(backend, "bind_state", None)
+        if callable(bind):
+            bind(state)
+
+    # --- planning ---------------------------------------------------------------------
+
+    def _inputs(self, listing: Listing, now: datetime) -> Inputs:
+        seen = self.state.seen()
+        completion_seen: dict[str, datetime] = {}
+        for t in listing.tasks:
+            if t.status is Status.COMPLETED and t.completed is None:
+                prior = seen.get(t.uid)
+                completion_seen[t.uid] = (
+                    prior.completed_seen if prior and prior.completed_seen else now
+                )
+        first_seen = self.state.first_seen()
+        missing = {c.id for c in self.roster.contacts} - set(first_seen)
+        if missing:
+            # Rebuild from the backend where we can (a lost state file), else today.
+            rebuilt: dict[str, date] = {}
+            for t in listing.tasks:
+                if (
+                    t.contact_id in missing
+                    and t.meta.anchor_kind is AnchorKind.NEW
+                    and t.meta.anchor
+                ):
+                    prev = rebuilt.get(t.contact_id)
+                    rebuilt[t.contact_id] = min(prev, t.meta.anchor) if prev else t.meta.anchor
+            day = today(now, self.tz)
+            first_seen.update({cid: rebuilt.get(cid, day) for cid in missing})
+        return Inputs(
+            roster=self.roster,
+            tasks=listing.tasks,
+            journal=self.state.touches(),
+            now=now,
+            tz=self.tz,
+            rules=self.config.schedule.rules,
+            wording=self.config.task,
+            first_seen=first_seen,
+            completion_seen=completion_seen,
+            blocked=frozenset(p.contact_id for p in listing.problems if p.contact_id),
+            previously_open={u: s.contact_id for u, s in seen.items() if s.status == "open"},
+        )
+
+    def fetch_plan(self, *, allow_empty: bool = False) -> tuple[Plan, Listing, Inputs]:
+        listing = self.backend.fetch_listing()
+        self._guard_empty(listing, allow_empty)
+        inputs = self._inputs(listing, self.clock())
+        return build_plan(inputs), listing, inputs
+
+    def _guard_empty(self, listing: Listing, allow_empty: bool) -> None:
+        if listing.tasks or allow_empty:
+            return
+        was_open = sum(1 for s in self.state.seen().values() if s.status == "open")
+        if was_open >= EMPTY_GUARD:
+            raise EmptyBackendRefused(
+                f"the backend lists no kit-sync tasks, but {was_open} were open at the last "
+                "sync; is the right task list/folder configured and reachable? If you really "
+                "deleted them all, run: kit-sync sync --allow-empty"
+            )
+
+    # --- a cycle ----------------------------------------------------------------------
+
+    def run_cycle(
+        self,
+        *,
+        dry_run: bool = False,
+        allow_empty: bool = False,
+        progress: Progress | None = None,
+        stop: threading.Event | None = None,
+    ) -> CycleResult:
+        if dry_run:
+            plan, listing, _ = self.fetch_plan(allow_empty=allow_empty)
+            return CycleResult(plan, plan.counts(), problems=self._problem_lines(listing))
+        cycle = self.state.begin_cycle()
+        interrupted = self.state.settle_interrupted()
+        if interrupted:
+            log.warning(
+                "the previous cycle was interrupted during %d action(s); "
+                "re-planning from what the backend holds",
+                interrupted,
+            )
+        try:
+            result = self._cycle(cycle, allow_empty, progress, stop)
+        except KitError as exc:
+            self.state.end_cycle(cycle, False, {}, str(exc))
+            raise
+        except Exception as exc:
+            self.state.end_cycle(cycle, False, {}, f"internal error: {exc!r}")
+            raise
+        result.interrupted = interrupted
+        error = "; ".join(result.failures[:3]) if result.failures else None
+        self.state.end_cycle(cycle, result.ok, result.counts, error)
+        return result
+
+    def _problem_lines(self, listing: Listing) -> list[str]:
+        return [
+            f"{p.item}: {p.message}"
+            + (
+                f" (contact {p.contact_id} is left alone until it is fixed or deleted)"
+                if p.contact_id
+                else ""
+            )
+            for p in listing.problems
+        ]
+
+    def _cycle(
+        self, cycle: str, allow_empty: bool, progress: Progress | None, stop: threading.Event | None
+    ) -> CycleResult:
+        plan, listing, inputs = self.fetch_plan(allow_empty=allow_empty)
+        result = CycleResult(
+            plan, {k.value: 0 for k in Kind} | {"failed": 0}, problems=self._problem_lines(listing)
+        )
+        for line in result.problems:
+            log.warning("unreadable item on the backend: %s", line)
+        self._journal(plan, inputs)
+        tasks = {t.uid: t for t in listing.tasks}
+        retry: set[str] = set()
+        total = len(plan.actions)
+        for i, action in enumerate(plan.actions):
+            if stop is not None and stop.is_set():
+                result.stopped = True
+                log.info("stopping: %d of %d action(s) left for the next cycle", total - i, total)
+                break
+            self._apply(cycle, action, tasks, result, retry)
+            if progress:
+                progress(i + 1, total)
+        if retry and not result.stopped:
+            # Something changed under us (a phone edited the task): reload, re-plan
+            # just those contacts, try once more.
+            listing = self.backend.fetch_listing()
+            tasks = {t.uid: t for t in listing.tasks}
+            inputs = self._inputs(listing, self.clock())
+            replan = build_plan(inputs)
+            self._journal(replan, inputs)
+            for action in replan.actions:
+                if action.contact_id in retry:
+                    self._apply(cycle, action, tasks, result, None)
+        self._remember(tasks.values(), inputs)
+        return result
+
+    def _journal(self, plan: Plan, inputs: Inputs) -> None:
+        with self.state.transaction():
+            for uid in plan.retracted:
+                if self.state.remove_touch(uid):
+                    log.info("a completion was undone on a device; touch %s removed", uid)
+            for touch in plan.touches:
+                if self.state.add_touch(touch):
+                    log.info("touch: %s on %s (%s)", touch.contact_id, touch.day, touch.source)
+        self.state.note_first_seen({cid: d for cid, d in inputs.first_seen.items()})
+
+    def _apply(
+        self,
+        cycle: str,
+        action: Action,
+        tasks: dict[str, KitTask],
+        result: CycleResult,
+        retry: set[str] | None,
+    ) -> None:
+        detail = action.describe()
+        action_id = self.state.begin_action(
+            cycle, action.kind.value, action.contact_id, action.uid, detail
+        )
+        try:
+            if action.new is not None:
+                made = self.backend.create_task(action.new)
+                tasks[made.uid] = made
+                log.info("%s -> %s", detail, made.href)
+            elif action.delete:
+                assert action.task is not None
+                self.backend.delete_task(action.task)
+                tasks.pop(action.task.uid, None)
+                log.info("%s (%s)", detail, action.task.href)
+            else:
+                assert action.task is not None and action.change is not None
+                current = tasks.get(action.task.uid, action.task)
+                made = self.backend.update_task(current, action.change)
+                tasks[made.uid] = made
+                log.info("%s (%s)", detail, made.href)
+        except (Conflict, AlreadyExists, NotFound) as exc:
+            if retry is not None:
+                retry.add(action.contact_id)
+                self.state.end_action(action_id, "retry", f"{detail}: {exc}")
+                log.info("%s changed meanwhile (%s); will re-plan it", action.contact_id, exc)
+                return
+            self._fail(action_id, detail, exc, result)
+            return
+        except BackendUnavailable:
+            self.state.end_action(action_id, "failed", detail)
+            raise
+        except BackendError as exc:
+            self._fail(action_id, detail, exc, result)
+            return
+        self.state.end_action(action_id, "done")
+        result.counts[action.kind.value] += 1
+
+    def _fail(self, action_id: int, detail: str, exc: Exception, result: CycleResult) -> None:
+        self.state.end_action(action_id, "failed", f"{detail}: {exc}")
+        result.failures.append(f"{detail}: {exc}")
+        result.counts["failed"] = result.counts.get("failed", 0) + 1
+        log.error("failed to %s: %s", detail, exc)
+
+    def _remember(self, tasks: Any, inputs: Inputs) -> None:
+        seen = []
+        for t in tasks:
+            completed_seen = inputs.completion_seen.get(t.uid)
+            seen.append(
+                SeenTask(t.uid, t.contact_id, t.href, t.etag, t.status.value, completed_seen)
+            )
+        self.state.replace_seen(seen)
+
+    # --- touch ------------------------------------------------------------------------
+
+    def touch(self, contact: Contact, day: date, note: str = "") -> CycleResult:
+        """Complete the contact's open task as of `day` and regenerate from it."""
+        now = self.clock()
+        if day > today(now, self.tz):
+            raise UsageError(f"--on {day} is in the future; a touch is something that happened")
+        listing = self.backend.fetch_listing()
+        opens = [t for t in listing.tasks if t.contact_id == contact.id and t.status is Status.OPEN]
+        # Noon local time: the completion's day is `day` in the user's zone, whatever
+        # the zone of the client that reads the stamp.
+        stamp = datetime.combine(day, time(12), tzinfo=self.tz).astimezone(UTC)
+        if opens:
+            for task in opens:
+                self.backend.update_task(
+                    task, TaskChange(status=Status.COMPLETED, completed_at=stamp)
+                )
+                self.state.add_touch(Touch(contact.id, day, "cli", task.uid, note))
+                log.info("touch: %s completed on %s (%s)", contact.id, day, task.href)
+        else:
+            self.state.add_touch(Touch(contact.id, day, "cli", State.new_touch_id(), note))
+            log.info("touch: %s on %s (no open task; journaled)", contact.id, day)
+        return self.run_cycle()
+
+    # --- status -----------------------------------------------------------------------
+
+    def status(self) -> list[ContactStatus]:
+        plan, listing, inputs = self.fetch_plan(allow_empty=True)
+        day_now = today(inputs.now, self.tz)
+        last: dict[str, date] = {}
+        for x in [*inputs.journal, *plan.touches]:
+            if x.source_uid not in plan.retracted:
+                last[x.contact_id] = max(last.get(x.contact_id, x.day), x.day)
+        pending_regen = {a.contact_id for a in plan.actions if a.kind is Kind.REGENERATE}
+        opens: dict[str, list[KitTask]] = {}
+        for t in listing.tasks:
+            if t.status is Status.OPEN:
+                opens.setdefault(t.contact_id, []).append(t)
+        rows = []
+        for c in self.roster.contacts:
+            dues = sorted(t.due for t in opens.get(c.id, []) if t.due)
+            due = dues[0] if dues else None
+            if c.paused:
+                state = "paused"
+            elif c.id in pending_regen:
+                state = "completed"
+            elif c.id in opens:
+                state = "open"
+            else:
+                state = "missing"
+            overdue = max(0, (day_now - due).days) if due and state == "open" else 0
+            rows.append(
+                ContactStatus(
+                    c.id,
+                    c.name,
+                    c.tier,
+                    str(c.every),
+                    c.channel.value,
+                    last.get(c.id),
+                    due,
+                    overdue,
+                    state,
+                    c,
+                )
+            )
+        return rows

@@ -1,0 +1,353 @@
+"""Pure planning: (roster, tasks on the backend, touch journal) -> actions.
+
+No I/O and no clock: the engine passes `now`. The rules are DESIGN's behaviour
+contract; each branch below names the rule it implements.
+
+Per active contact the plan ends with exactly one open kit task (rule 1):
+- no open task: create one, due `last touch + every` (rule 2), or spread over the
+  first interval for a contact never touched;
+- an open task whose anchor is older than the last touch: move its due date to
+  `last touch + every` (a new touch overrides a snooze);
+- otherwise, unless the user moved the due date by hand (a snooze, rule 5), move
+  the due date when the cadence or scheduling rules changed;
+- visible content is rewritten only when what kit-sync would write changed (a
+  roster edit), so a user's own edit of an unchanged contact is left alone;
+- more than one open task: keep one, cancel the others.
+Removed or paused contacts have their open tasks cancelled (or deleted).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from kit_sync.cadence import Rules, local_day, planned_due, today
+from kit_sync.config import TaskWording
+from kit_sync.model import (
+    AnchorKind,
+    KitMeta,
+    KitTask,
+    NewTask,
+    Status,
+    TaskChange,
+    TaskContent,
+    Touch,
+    make_uid,
+)
+from kit_sync.roster import Contact, Roster
+
+
+class Kind(StrEnum):
+    CREATE = "created"
+    REGENERATE = "regenerated"
+    UPDATE = "updated"
+    CANCEL = "cancelled"
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: Kind
+    contact_id: str
+    reason: str
+    new: NewTask | None = None  # for CREATE / REGENERATE
+    task: KitTask | None = None  # for UPDATE / CANCEL
+    change: TaskChange | None = None  # for UPDATE / CANCEL (status=CANCELLED)
+    delete: bool = False  # CANCEL by deleting instead
+
+    @property
+    def uid(self) -> str:
+        if self.new is not None:
+            return self.new.uid
+        assert self.task is not None
+        return self.task.uid
+
+    def describe(self) -> str:
+        """One line for logs and --dry-run: verb, contact, why, new due date."""
+        due = self.new.due if self.new else (self.change.due if self.change else None)
+        verb = "delete" if self.delete else _VERBS[self.kind]
+        tail = f", due {due.isoformat()}" if due else ""
+        return f"{verb} {self.contact_id}: {self.reason}{tail}"
+
+
+_VERBS = {
+    Kind.CREATE: "create",
+    Kind.REGENERATE: "regenerate",
+    Kind.UPDATE: "update",
+    Kind.CANCEL: "cancel",
+}
+
+
+@dataclass
+class Plan:
+    actions: list[Action] = field(default_factory=list)
+    touches: list[Touch] = field(default_factory=list)  # new touches to journal
+    retracted: list[str] = field(default_factory=list)  # touch source_uids to remove
+    skipped: list[str] = field(default_factory=list)  # contacts left alone, with why
+
+    def counts(self) -> dict[str, int]:
+        out = {k.value: 0 for k in Kind}
+        for a in self.actions:
+            out[a.kind.value] += 1
+        return out
+
+
+@dataclass(frozen=True)
+class Inputs:
+    roster: Roster
+    tasks: list[KitTask]
+    journal: list[Touch]  # every touch recorded so far
+    now: datetime  # aware
+    tz: ZoneInfo
+    rules: Rules = field(default_factory=Rules)
+    wording: TaskWording = field(default_factory=TaskWording)
+    first_seen: dict[str, date] = field(default_factory=dict)
+    # first time a completion without a COMPLETED stamp was seen, by uid
+    completion_seen: dict[str, datetime] = field(default_factory=dict)
+    # contacts with an unreadable item on the backend: do nothing for them
+    blocked: frozenset[str] = frozenset()
+    # open tasks seen at the previous listing, uid -> contact (tells "deleted on a device")
+    previously_open: dict[str, str] = field(default_factory=dict)
+
+
+def render(contact: Contact, last_touch: date | None, wording: TaskWording) -> TaskContent:
+    """The visible task: what phone apps show (summary, notes, categories, priority)."""
+    summary = wording.title.format(
+        name=contact.name,
+        first_name=contact.first_name,
+        channel=contact.channel.value,
+        tier=contact.tier or "",
+        company=contact.company or "",
+    )
+    lines = [
+        f"How: {contact.channel.value}"
+        if contact.channel.value != "any"
+        else "How: any way you like",
+        f"Every: {contact.every}",
+    ]
+    if contact.emails:
+        lines.append("Email: " + ", ".join(contact.emails))
+    if contact.phone:
+        lines.append(f"Phone: {contact.phone}")
+    org = " · ".join(x for x in (contact.title, contact.company, contact.city) if x)
+    if org:
+        lines.append(org)
+    lines.append("Last contacted: " + (last_touch.isoformat() if last_touch else "not yet"))
+    if contact.notes:
+        lines += ["", contact.notes.strip()]
+    lines += [
+        "",
+        "Tick this off when you have been in touch: kit-sync schedules the next "
+        f"one {contact.every} after that day.",
+    ]
+    categories = list(wording.categories)
+    if wording.tier_category and contact.tier and contact.tier not in categories:
+        categories.append(contact.tier)
+    return TaskContent(
+        summary=summary,
+        description="\n".join(lines),
+        categories=tuple(categories),
+        priority=contact.priority,
+        alarm=wording.alarm,
+    )
+
+
+def touch_day_of(task: KitTask, inputs: Inputs, successor_anchor: dict[str, date]) -> date:
+    """The local day a completed task was completed on (DESIGN rule 2)."""
+    if task.uid in successor_anchor:
+        # Already regenerated: the successor recorded the day we used. Stable even
+        # when the completion had no stamp and the state DB was lost.
+        return successor_anchor[task.uid]
+    if task.completed is not None:
+        return local_day(task.completed, inputs.tz)
+    seen = inputs.completion_seen.get(task.uid, inputs.now)
+    return local_day(seen, inputs.tz)
+
+
+def _pick_keeper(opens: list[KitTask]) -> KitTask:
+    return sorted(
+        opens, key=lambda t: (-(t.meta.anchor or date.min).toordinal(), not t.snoozed, t.uid)
+    )[0]
+
+
+def build_plan(inputs: Inputs) -> Plan:
+    plan = Plan()
+    by_contact: dict[str, list[KitTask]] = defaultdict(list)
+    for t in inputs.tasks:
+        by_contact[t.contact_id].append(t)
+    journal_by_contact: dict[str, list[Touch]] = defaultdict(list)
+    for touch in inputs.journal:
+        journal_by_contact[touch.contact_id].append(touch)
+    day_now = today(inputs.now, inputs.tz)
+
+    for cid in sorted(set(by_contact) | {c.id for c in inputs.roster.contacts}):
+        if cid in inputs.blocked:
+            plan.skipped.append(f"{cid}: an item on the backend for this contact is unreadable")
+            continue
+        contact = inputs.roster.get(cid)
+        tasks = by_contact.get(cid, [])
+        opens = [t for t in tasks if t.status is Status.OPEN]
+
+        # Undone completion: the completed task was reopened after we regenerated it.
+        open_uids = {t.uid for t in opens}
+        retracted = set()
+        for t in list(opens):
+            if t.meta.from_uid and t.meta.from_uid in open_uids:
+                retracted.add(t.meta.from_uid)
+                plan.retracted.append(t.meta.from_uid)
+                plan.actions.append(
+                    _cancel(
+                        t,
+                        inputs,
+                        f"the completion of {t.meta.from_uid} was undone on a device",
+                        delete=False,
+                    )
+                )
+                opens.remove(t)
+
+        # Touches: journal + completions on the backend (rule 3: journal survives purges).
+        successor_anchor = {
+            t.meta.from_uid: t.meta.anchor for t in tasks if t.meta.from_uid and t.meta.anchor
+        }
+        known = {x.source_uid for x in journal_by_contact.get(cid, [])}
+        days: list[tuple[date, str]] = [
+            (x.day, x.source_uid) for x in journal_by_contact[cid] if x.source_uid not in retracted
+        ]
+        for t in tasks:
+            if t.status is not Status.COMPLETED:
+                continue
+            day = touch_day_of(t, inputs, successor_anchor)
+            if t.uid not in known:
+                plan.touches.append(Touch(cid, day, "backend", t.uid))
+                days.append((day, t.uid))
+        last, last_source = max(days) if days else (None, None)
+
+        if contact is None or contact.paused:
+            why = "paused in the roster" if contact else "no longer in the roster"
+            for t in opens:
+                plan.actions.append(
+                    _cancel(t, inputs, why, delete=inputs.wording.on_remove == "delete")
+                )
+            continue
+
+        completed_uids = {t.uid for t in tasks if t.status is Status.COMPLETED}
+        from_uid = last_source if last_source in completed_uids else None
+        content = render(contact, last, inputs.wording)
+
+        if not opens:
+            if last is not None:
+                anchor, kind = last, AnchorKind.TOUCH
+            else:
+                anchor, kind = inputs.first_seen.get(cid, day_now), AnchorKind.NEW
+            due = planned_due(anchor, kind is AnchorKind.NEW, cid, contact.every, inputs.rules)
+            existing_uids = {t.uid for t in tasks}
+            n = len(tasks)
+            uid = make_uid(cid, f"{from_uid or ''}|{anchor}|{kind}|{n}")
+            while uid in existing_uids:
+                n += 1
+                uid = make_uid(cid, f"{from_uid or ''}|{anchor}|{kind}|{n}")
+            meta = KitMeta(cid, anchor, kind, contact.every.iso, due, from_uid, content.fingerprint)
+            vanished = [
+                u for u, c in inputs.previously_open.items() if c == cid and u not in existing_uids
+            ]
+            if from_uid is not None and not any(t.meta.from_uid == from_uid for t in tasks):
+                action_kind, reason = Kind.REGENERATE, f"completed on {last}"
+            elif vanished:
+                action_kind, reason = (
+                    Kind.CREATE,
+                    "its open task was deleted on a device; recreated",
+                )
+            elif tasks:
+                action_kind, reason = Kind.CREATE, "no open task left; recreated"
+            else:
+                action_kind, reason = Kind.CREATE, "new contact"
+            plan.actions.append(
+                Action(action_kind, cid, reason, new=NewTask(uid, due, content, meta))
+            )
+            continue
+
+        keeper = _pick_keeper(opens)
+        for t in opens:
+            if t is not keeper:
+                plan.actions.append(
+                    _cancel(t, inputs, "a second open task for the same contact", delete=False)
+                )
+        change = _refresh(keeper, contact, content, last, from_uid, inputs)
+        if change is not None:
+            plan.actions.append(change)
+    return plan
+
+
+def _refresh(
+    task: KitTask,
+    contact: Contact,
+    content: TaskContent,
+    last: date | None,
+    from_uid: str | None,
+    inputs: Inputs,
+) -> Action | None:
+    """The update an existing open task needs, if any."""
+    m = task.meta
+    every = contact.every
+    due: date | None = None
+    meta = m
+    reasons: list[str] = []
+    if last is not None and (
+        m.anchor is None or m.anchor_kind is AnchorKind.NEW or last > m.anchor
+    ):
+        # A touch newer than this task's anchor: count from it (wins over a snooze).
+        due = planned_due(last, False, contact.id, every, inputs.rules)
+        meta = replace(
+            m,
+            anchor=last,
+            anchor_kind=AnchorKind.TOUCH,
+            every=every.iso,
+            planned_due=due,
+            from_uid=from_uid or m.from_uid,
+        )
+        reasons.append(f"touched on {last}")
+    elif m.anchor is None:
+        # Our private properties were dropped by a client: adopt the task as it is.
+        anchor = inputs.first_seen.get(contact.id, today(inputs.now, inputs.tz))
+        meta = replace(
+            m, anchor=anchor, anchor_kind=AnchorKind.NEW, every=every.iso, planned_due=task.due
+        )
+        reasons.append("restored kit-sync's bookkeeping on the task")
+    elif not task.snoozed:
+        want = planned_due(
+            m.anchor, m.anchor_kind is AnchorKind.NEW, contact.id, every, inputs.rules
+        )
+        if want != task.due or m.every != every.iso:
+            due = want if want != task.due else None
+            meta = replace(m, every=every.iso, planned_due=want)
+            reasons.append(
+                f"cadence is now {every}" if m.every != every.iso else "scheduling rules changed"
+            )
+    if m.fingerprint != content.fingerprint:
+        meta = replace(meta, fingerprint=content.fingerprint)
+        reasons.append("roster details changed")
+        new_content: TaskContent | None = content
+    else:
+        new_content = None
+    if meta == m and due is None and new_content is None:
+        return None
+    return Action(
+        Kind.UPDATE,
+        contact.id,
+        "; ".join(reasons),
+        task=task,
+        change=TaskChange(due=due, content=new_content, meta=meta),
+    )
+
+
+def _cancel(task: KitTask, inputs: Inputs, reason: str, *, delete: bool) -> Action:
+    return Action(
+        Kind.CANCEL,
+        task.contact_id,
+        reason,
+        task=task,
+        delete=delete,
+        change=TaskChange(status=Status.CANCELLED),
+    )

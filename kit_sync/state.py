@@ -1,0 +1,333 @@
+"""Local state in SQLite: touch journal, what was seen on the backend, action and
+cycle journals, sync tokens.
+
+Everything here except the touch journal can be rebuilt from the backend; the
+journal keeps "last contacted" when the user purges completed tasks. Deleting the
+file is safe: kit UIDs and markers on the backend are the source of truth for
+which tasks exist, so no duplicate is created.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from kit_sync.errors import KitError
+from kit_sync.model import Touch
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS touches (
+    id INTEGER PRIMARY KEY,
+    contact_id TEXT NOT NULL,
+    day TEXT NOT NULL,
+    source TEXT NOT NULL,
+    source_uid TEXT NOT NULL UNIQUE,
+    note TEXT NOT NULL DEFAULT '',
+    recorded_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS touches_contact ON touches (contact_id, day);
+CREATE TABLE IF NOT EXISTS contacts (
+    contact_id TEXT PRIMARY KEY,
+    first_seen TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS seen (
+    uid TEXT PRIMARY KEY,
+    contact_id TEXT NOT NULL,
+    href TEXT NOT NULL,
+    etag TEXT NOT NULL,
+    status TEXT NOT NULL,
+    completed_seen TEXT
+);
+CREATE TABLE IF NOT EXISTS actions (
+    id INTEGER PRIMARY KEY,
+    cycle TEXT NOT NULL,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    contact_id TEXT NOT NULL,
+    uid TEXT,
+    status TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS cycles (
+    id TEXT PRIMARY KEY,
+    started TEXT NOT NULL,
+    finished TEXT,
+    ok INTEGER,
+    counts TEXT NOT NULL DEFAULT '{}',
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS tokens (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class StateError(KitError):
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class SeenTask:
+    uid: str
+    contact_id: str
+    href: str
+    etag: str
+    status: str
+    completed_seen: datetime | None
+
+
+@dataclass(frozen=True)
+class CycleRecord:
+    id: str
+    started: datetime
+    finished: datetime | None
+    ok: bool | None
+    counts: dict[str, int]
+    error: str | None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class State:
+    """One SQLite file. Each public write method is its own transaction."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StateError(
+                f"cannot open the state file {path}: {exc}; set 'state:' in the "
+                "config to a writable path"
+            ) from None
+        self.db.row_factory = sqlite3.Row
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StateError(
+                f"the state file {path} is damaged ({exc}); move it away and run "
+                "again: kit-sync rebuilds it from the backend (only the history "
+                "of touches older than the tasks on the backend is lost)"
+            ) from None
+
+    def _migrate(self) -> None:
+        with self.transaction():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self.db.execute(statement)
+            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                self.db.execute(
+                    "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+            elif int(row["value"]) > SCHEMA_VERSION:
+                raise StateError(
+                    f"the state file {self.path} was written by a newer kit-sync (schema "
+                    f"{row['value']}, this one knows {SCHEMA_VERSION}); upgrade kit-sync"
+                )
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        else:
+            self.db.execute("COMMIT")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --- touches ------------------------------------------------------------------
+
+    def add_touch(self, touch: Touch) -> bool:
+        """Record a touch once (by source_uid). Returns False if it was already there."""
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO touches (contact_id, day, source, source_uid, note, "
+            "recorded_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                touch.contact_id,
+                touch.day.isoformat(),
+                touch.source,
+                touch.source_uid,
+                touch.note,
+                _now(),
+            ),
+        )
+        return cur.rowcount > 0
+
+    def remove_touch(self, source_uid: str) -> bool:
+        cur = self.db.execute("DELETE FROM touches WHERE source_uid = ?", (source_uid,))
+        return cur.rowcount > 0
+
+    def touches(self, contact_id: str | None = None) -> list[Touch]:
+        sql = "SELECT * FROM touches"
+        args: tuple[Any, ...] = ()
+        if contact_id is not None:
+            sql += " WHERE contact_id = ?"
+            args = (contact_id,)
+        rows = self.db.execute(sql + " ORDER BY day, id", args).fetchall()
+        return [
+            Touch(
+                r["contact_id"],
+                date.fromisoformat(r["day"]),
+                r["source"],
+                r["source_uid"],
+                r["note"],
+            )
+            for r in rows
+        ]
+
+    def last_touches(self) -> dict[str, date]:
+        rows = self.db.execute(
+            "SELECT contact_id, MAX(day) AS day FROM touches GROUP BY contact_id"
+        ).fetchall()
+        return {r["contact_id"]: date.fromisoformat(r["day"]) for r in rows}
+
+    @staticmethod
+    def new_touch_id() -> str:
+        return f"cli:{uuid.uuid4()}"
+
+    # --- contacts first seen (anchor for never-touched contacts) -------------------
+
+    def first_seen(self) -> dict[str, date]:
+        rows = self.db.execute("SELECT contact_id, first_seen FROM contacts").fetchall()
+        return {r["contact_id"]: date.fromisoformat(r["first_seen"]) for r in rows}
+
+    def note_first_seen(self, days: dict[str, date]) -> None:
+        with self.transaction():
+            self.db.executemany(
+                "INSERT OR IGNORE INTO contacts VALUES (?, ?)",
+                [(cid, d.isoformat()) for cid, d in days.items()],
+            )
+
+    # --- what the backend held at the last listing ---------------------------------
+
+    def seen(self) -> dict[str, SeenTask]:
+        rows = self.db.execute("SELECT * FROM seen").fetchall()
+        return {
+            r["uid"]: SeenTask(
+                r["uid"],
+                r["contact_id"],
+                r["href"],
+                r["etag"],
+                r["status"],
+                datetime.fromisoformat(r["completed_seen"]) if r["completed_seen"] else None,
+            )
+            for r in rows
+        }
+
+    def replace_seen(self, tasks: list[SeenTask]) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM seen")
+            self.db.executemany(
+                "INSERT OR REPLACE INTO seen VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        t.uid,
+                        t.contact_id,
+                        t.href,
+                        t.etag,
+                        t.status,
+                        t.completed_seen.isoformat() if t.completed_seen else None,
+                    )
+                    for t in tasks
+                ],
+            )
+
+    # --- action journal --------------------------------------------------------------
+
+    def begin_action(
+        self, cycle: str, kind: str, contact_id: str, uid: str | None, detail: str = ""
+    ) -> int:
+        cur = self.db.execute(
+            "INSERT INTO actions (cycle, at, kind, contact_id, uid, status, detail) "
+            "VALUES (?, ?, ?, ?, ?, 'pending', ?)",
+            (cycle, _now(), kind, contact_id, uid, detail),
+        )
+        return int(cur.lastrowid or 0)
+
+    def end_action(self, action_id: int, status: str, detail: str | None = None) -> None:
+        if detail is None:
+            self.db.execute("UPDATE actions SET status = ? WHERE id = ?", (status, action_id))
+        else:
+            self.db.execute(
+                "UPDATE actions SET status = ?, detail = ? WHERE id = ?",
+                (status, detail, action_id),
+            )
+
+    def interrupted_actions(self) -> list[sqlite3.Row]:
+        """Actions a killed cycle started but never finished."""
+        return self.db.execute(
+            "SELECT * FROM actions WHERE status = 'pending' ORDER BY id"
+        ).fetchall()
+
+    def settle_interrupted(self) -> int:
+        cur = self.db.execute("UPDATE actions SET status = 'interrupted' WHERE status = 'pending'")
+        return cur.rowcount
+
+    # --- cycles (health) ---------------------------------------------------------------
+
+    def begin_cycle(self) -> str:
+        cycle_id = uuid.uuid4().hex[:12]
+        self.db.execute("INSERT INTO cycles (id, started) VALUES (?, ?)", (cycle_id, _now()))
+        self.db.execute(
+            "DELETE FROM cycles WHERE id NOT IN "
+            "(SELECT id FROM cycles ORDER BY started DESC LIMIT 1000)"
+        )
+        self.db.execute("DELETE FROM actions WHERE cycle NOT IN (SELECT id FROM cycles)")
+        return cycle_id
+
+    def end_cycle(
+        self, cycle_id: str, ok: bool, counts: dict[str, int], error: str | None = None
+    ) -> None:
+        self.db.execute(
+            "UPDATE cycles SET finished = ?, ok = ?, counts = ?, error = ? WHERE id = ?",
+            (_now(), int(ok), json.dumps(counts), error, cycle_id),
+        )
+
+    def last_cycle(self) -> CycleRecord | None:
+        r = self.db.execute(
+            "SELECT * FROM cycles WHERE finished IS NOT NULL ORDER BY finished DESC LIMIT 1"
+        ).fetchone()
+        if r is None:
+            return None
+        return CycleRecord(
+            r["id"],
+            datetime.fromisoformat(r["started"]),
+            datetime.fromisoformat(r["finished"]),
+            bool(r["ok"]),
+            json.loads(r["counts"]),
+            r["error"],
+        )
+
+    def last_success(self) -> datetime | None:
+        r = self.db.execute("SELECT MAX(finished) AS f FROM cycles WHERE ok = 1").fetchone()
+        return datetime.fromisoformat(r["f"]) if r and r["f"] else None
+
+    # --- sync tokens -------------------------------------------------------------------
+
+    def get_token(self, key: str) -> str | None:
+        r = self.db.execute("SELECT value FROM tokens WHERE key = ?", (key,)).fetchone()
+        return str(r["value"]) if r else None
+
+    def set_token(self, key: str, value: str | None) -> None:
+        if value is None:
+            self.db.execute("DELETE FROM tokens WHERE key = ?", (key,))
+        else:
+            self.db.execute("INSERT OR REPLACE INTO tokens VALUES (?, ?)", (key, value))
