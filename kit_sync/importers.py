@@ -23,11 +23,23 @@ Normalised `fields` keys (a key is left out when its value is empty):
     notes       str         line breaks normalised to "\\n"
     categories  list[str]   Outlook "Categories", Google "Group Membership"/"Labels",
                             vCard CATEGORIES
-    plain CSV only: tags (list[str]), id, tier, every, channel (str as written),
-                    paused (bool)
+    plain CSV only: tags (list[str], ";"-separated), id, tier, every, channel
+                    (str as written), paused (bool: yes/no, true/false, 1/0)
+
+Plain CSV: header names match case-insensitively; the columns are name, email
+(several separated by ";" or ","), phone, tier, every, channel, notes, tags, city,
+company, title, birthday, id, paused, with a few aliases ("full name", "e-mail",
+"first name" + "last name", ...). The delimiter is "," unless the header line splits
+into more cells on ";" or TAB (Excel in many European locales writes ";").
 
 Decisions worth knowing:
 
+* Format "auto": .vcf/.vcard is vCard, .csv is CSV with the header sniffed (Outlook,
+  Google old, Google new, else plain); any other extension is vCard when the text
+  starts with BEGIN:VCARD, else CSV.
+* Encodings: UTF-8 with or without BOM, then Windows-1252; UTF-16 only with a BOM.
+  A file that is UTF-8 apart from a few broken bytes is refused (ConfigError naming
+  the line) instead of being misread as Windows-1252.
 * Birthdays without a year (Google "--04-12", vCard "--0412", Apple's
   X-APPLE-OMIT-YEAR, vCard reduced dates "1985" or "1985-04") and Outlook's "none"
   markers ("0/0/00", "1/0/00": any date with a zero month or day) are left out
@@ -665,21 +677,23 @@ class _Prop:
     value: str  # raw (escapes intact), quoted-printable already decoded
 
 
-def _split_outside_quotes(s: str, sep: str, maxsplit: int = -1) -> list[str]:
-    parts: list[str] = []
-    buf: list[str] = []
+def _find_outside_quotes(s: str, ch: str) -> int:
+    """Index of the first `ch` not inside double quotes, or -1."""
     quoted = False
-    for ch in s:
-        if ch == '"':
+    for i, c in enumerate(s):
+        if c == '"':
             quoted = not quoted
-            buf.append(ch)
-        elif ch == sep and not quoted and maxsplit != 0:
-            parts.append("".join(buf))
-            buf = []
-            maxsplit -= 1
-        else:
-            buf.append(ch)
-    parts.append("".join(buf))
+        elif c == ch and not quoted:
+            return i
+    return -1
+
+
+def _split_outside_quotes(s: str, sep: str) -> list[str]:
+    parts: list[str] = []
+    while (i := _find_outside_quotes(s, sep)) >= 0:
+        parts.append(s[:i])
+        s = s[i + 1 :]
+    parts.append(s)
     return parts
 
 
@@ -689,28 +703,29 @@ _ENCODINGS = {"QUOTED-PRINTABLE", "BASE64", "B", "8BIT", "7BIT"}
 
 def _logical_lines(text: str) -> list[tuple[int, str]]:
     """Unfold (RFC 6350 §3.2 / RFC 2425) and join quoted-printable soft line breaks."""
-    out: list[tuple[int, str]] = []
-    qp_open = False  # previous logical line is quoted-printable and ended in "="
+    out: list[tuple[int, list[str]]] = []
+    is_qp = False  # the current logical line is a quoted-printable property
+    qp_open = False  # ... and its last physical line ended in a soft break ("=")
     for n, line in enumerate(re.split(r"\r\n|\r|\n", text), start=1):
         if out and qp_open:
-            lineno, prev = out[-1]
-            out[-1] = (lineno, prev[:-1] + line)
+            parts = out[-1][1]
+            parts[-1] = parts[-1][:-1]  # drop the "=" of the soft line break
+            parts.append(line)
         elif out and line[:1] in (" ", "\t"):
-            lineno, prev = out[-1]
-            out[-1] = (lineno, prev + line[1:])
+            out[-1][1].append(line[1:])
         else:
-            out.append((n, line))
-        current = out[-1][1]
-        head = _split_outside_quotes(current, ":", 1)[0]
-        qp_open = current.endswith("=") and ":" in current and bool(_QP.search(head))
-    return out
+            out.append((n, [line]))
+            colon = line.find(":")
+            is_qp = colon >= 0 and bool(_QP.search(line, 0, colon))
+        qp_open = is_qp and line.endswith("=")
+    return [(n, "".join(parts)) for n, parts in out]
 
 
 def _parse_prop(line: str) -> _Prop | None:
-    parts = _split_outside_quotes(line, ":", 1)
-    if len(parts) < 2:
+    colon = _find_outside_quotes(line, ":")
+    if colon < 0:
         return None
-    head, value = parts
+    head, value = line[:colon], line[colon + 1 :]
     name_and_params = _split_outside_quotes(head, ";")
     name = name_and_params[0].strip().upper()
     if "." in name:
