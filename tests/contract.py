@@ -35,8 +35,9 @@ from kit_sync.model import (
 )
 
 
-def new_task(contact_id: str = "ann-lee", due: date = date(2026, 12, 14), seed: str = "1",
-             **content: Any) -> NewTask:
+def new_task(
+    contact_id: str = "ann-lee", due: date = date(2026, 12, 14), seed: str = "1", **content: Any
+) -> NewTask:
     body = TaskContent(
         summary=content.get("summary", f"Keep in touch with {contact_id}"),
         description=content.get("description", "How: lunch\nEmail: ann@example.com"),
@@ -44,9 +45,15 @@ def new_task(contact_id: str = "ann-lee", due: date = date(2026, 12, 14), seed: 
         priority=content.get("priority", 1),
         alarm=content.get("alarm"),
     )
-    meta = KitMeta(contact_id=contact_id, anchor=date(2026, 11, 23),
-                   anchor_kind=AnchorKind.TOUCH, every="P21D", planned_due=due,
-                   from_uid=None, fingerprint=body.fingerprint)
+    meta = KitMeta(
+        contact_id=contact_id,
+        anchor=date(2026, 11, 23),
+        anchor_kind=AnchorKind.TOUCH,
+        every="P21D",
+        planned_due=due,
+        from_uid=None,
+        fingerprint=body.fingerprint,
+    )
     return NewTask(uid=make_uid(contact_id, seed), due=due, content=body, meta=meta)
 
 
@@ -96,10 +103,18 @@ class BackendContract:
     def test_update_due_content_and_meta(self, backend: Any) -> None:
         made = backend.create_task(new_task())
         content = TaskContent("Keep in touch with Ann L.", "How: call", ("Keep in touch",), 5)
-        meta = KitMeta("ann-lee", date(2026, 12, 1), AnchorKind.TOUCH, "P2M",
-                       date(2027, 2, 1), "kit-prev@kit-sync", content.fingerprint)
-        updated = backend.update_task(made, TaskChange(due=date(2027, 2, 1), content=content,
-                                                       meta=meta))
+        meta = KitMeta(
+            "ann-lee",
+            date(2026, 12, 1),
+            AnchorKind.TOUCH,
+            "P2M",
+            date(2027, 2, 1),
+            "kit-prev@kit-sync",
+            content.fingerprint,
+        )
+        updated = backend.update_task(
+            made, TaskChange(due=date(2027, 2, 1), content=content, meta=meta)
+        )
         assert updated.etag != made.etag
         listed = by_uid(backend)[made.uid]
         assert listed.due == date(2027, 2, 1)
@@ -124,8 +139,7 @@ class BackendContract:
             backend.delete_task(made)
         assert by_uid(backend)[made.uid].due == date(2027, 1, 5)
 
-    def test_complete_records_the_day_in_the_users_zone(self, backend: Any,
-                                                        tz: ZoneInfo) -> None:
+    def test_complete_records_the_day_in_the_users_zone(self, backend: Any, tz: ZoneInfo) -> None:
         made = backend.create_task(new_task())
         day = date(2026, 11, 30)
         # 23:30 local on the 30th is already the 1st in some zones' UTC... and the
@@ -166,7 +180,8 @@ class BackendContract:
         assert {listed[m.uid].contact_id for m in made} == set(ids)
 
     def test_foreign_tasks_are_invisible_and_untouched(
-            self, backend: Any, put_foreign: Callable[[str], Callable[[], bytes]]) -> None:
+        self, backend: Any, put_foreign: Callable[[str], Callable[[], bytes]]
+    ) -> None:
         read_back = put_foreign("Keep in touch with Ann Lee")
         before = read_back()
         made = backend.create_task(new_task())
