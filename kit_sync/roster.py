@@ -135,15 +135,21 @@ def load_roster(
             continue
         pending.append(_Pending(entry, where_inline(base), inline=True))
 
+    base_dir = str(source.parent.resolve()) + "/"
+
+    def short(where: str) -> str:
+        """people.csv:4 rather than /home/me/.config/kit-sync/people.csv:4."""
+        return where[len(base_dir):] if where.startswith(base_dir) else where
+
     for j, inc in enumerate(config.include):
         inc_where = where_inline(("include", j))
         try:
             entries, row_problems = read_roster_file(inc.path, inc.format)
         except ConfigError as exc:
-            problems.append(f"{inc_where} include[{j}].path: {exc}")
+            problems.append(f"{inc_where} include[{j}].path: {short(str(exc))}")
             continue
         for rp in row_problems:
-            text = f"{rp.where}: {rp.message}"
+            text = f"{short(rp.where)}: {rp.message}"
             if skip_bad_rows:
                 warnings.append(f"skipped {text}")
             else:
@@ -165,13 +171,14 @@ def load_roster(
                 entry = ContactEntry.model_validate(fields)
             except ValidationError as exc:
                 for err in exc.errors(include_url=False):
-                    text = f"{raw_entry.where} {format_path(tuple(err['loc']))}: {_message(err)}"
+                    text = f"{short(raw_entry.where)} {format_path(tuple(err['loc']))}: "
+                    text += _message(err)
                     if skip_bad_rows:
                         warnings.append(f"skipped {text}")
                     else:
                         problems.append(text)
                 continue
-            pending.append(_Pending(entry, raw_entry.where, inline=False))
+            pending.append(_Pending(entry, short(raw_entry.where), inline=False))
 
     contacts = _resolve(config, pending, problems)
     if not problems and not contacts:

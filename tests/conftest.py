@@ -17,3 +17,11 @@ os.environ.pop("KIT_SYNC_CONFIG", None)
 @pytest.fixture
 def root() -> Path:
     return ROOT
+
+# CI must be deterministic: the same examples every run, no deadline flakiness on
+# a loaded machine. Locally hypothesis explores new examples each run.
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
