@@ -55,7 +55,7 @@ def test_example_config_runs_as_the_daemon(tmp_path: Path) -> None:
         assert len(list(tasks.glob("*.ics"))) == 9  # ten contacts, one paused
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=10)
+        _out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err
     assert "kit-sync stopped" in err
     assert (tmp_path / "kit-data" / "state.sqlite").exists()
