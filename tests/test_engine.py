@@ -40,7 +40,7 @@ def test_new_contacts_are_spread_over_their_first_interval(world: World) -> None
     bob = world.the_open(BOB)
     assert start < ann.due <= start + timedelta(weeks=3)
     assert start < bob.due <= date(2027, 1, 21)
-    assert "Keep in touch with Ann Lee" == ann.summary
+    assert ann.summary == "Keep in touch with Ann Lee"
 
 
 @pytest.mark.parametrize("days_early", [-10, -1, 0, 3, 15])
