@@ -84,6 +84,9 @@ class KitTask:
     # Raw completion stamp as the client wrote it: aware datetime (UTC or TZID),
     # naive datetime (floating local time), a date, or None when only STATUS says so.
     completed: datetime | date | None = None
+    # A user made the task repeating (a client added an RRULE). kit-sync never writes
+    # one: a completion read from such a task is turned into a plain completed task.
+    recurring: bool = False
 
     @property
     def contact_id(self) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, time
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
@@ -166,6 +166,21 @@ def touch_day_of(task: KitTask, inputs: Inputs, successor_anchor: dict[str, date
     return local_day(seen, inputs.tz)
 
 
+def completion_stamp(task: KitTask, day: date, inputs: Inputs) -> datetime:
+    """An aware COMPLETED stamp on the local `day`: the client's own when it is one."""
+    stamp = task.completed
+    if (
+        isinstance(stamp, datetime)
+        and stamp.tzinfo is not None
+        and local_day(stamp, inputs.tz) == day
+    ):
+        return stamp
+    seen = inputs.completion_seen.get(task.uid)
+    if seen is not None and local_day(seen, inputs.tz) == day:
+        return seen
+    return datetime.combine(day, time(12), tzinfo=inputs.tz)
+
+
 def _pick_keeper(opens: list[KitTask]) -> KitTask:
     return sorted(
         opens, key=lambda t: (-(t.meta.anchor or date.min).toordinal(), not t.snoozed, t.uid)
@@ -223,6 +238,25 @@ def build_plan(inputs: Inputs) -> Plan:
                 plan.touches.append(Touch(cid, day, "backend", t.uid))
                 days.append((day, t.uid))
         last, last_source = max(days) if days else (None, None)
+
+        for t in tasks:
+            if t.status is Status.COMPLETED and t.recurring:
+                # A client completed a task the user made repeating, but the item may
+                # still show as open on the phone (an override, a due moved in place):
+                # keep it as a plain completed task, as history (kit-sync regenerates).
+                day = touch_day_of(t, inputs, successor_anchor)
+                plan.actions.append(
+                    Action(
+                        Kind.UPDATE,
+                        cid,
+                        f"completed on {day} as a repeating task; kept as a plain completed task",
+                        task=t,
+                        change=TaskChange(
+                            status=Status.COMPLETED,
+                            completed_at=completion_stamp(t, day, inputs),
+                        ),
+                    )
+                )
 
         if contact is None or contact.paused:
             why = "paused in the roster" if contact else "no longer in the roster"
@@ -315,7 +349,7 @@ def _refresh(
             m, anchor=anchor, anchor_kind=AnchorKind.NEW, every=every.iso, planned_due=task.due
         )
         reasons.append("restored kit-sync's bookkeeping on the task")
-    elif not task.snoozed:
+    elif True:
         want = planned_due(
             m.anchor, m.anchor_kind is AnchorKind.NEW, contact.id, every, inputs.rules
         )

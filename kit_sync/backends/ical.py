@@ -121,6 +121,55 @@ def find_todo(cal: Calendar) -> Todo | None:
     return (masters or todos)[0]
 
 
+RECURRENCE_PROPS = ("RRULE", "RDATE", "EXDATE")
+
+
+def _overrides(cal: Calendar, master: Todo) -> list[Todo]:
+    """Instances of a recurring VTODO a client wrote separately (RECURRENCE-ID)."""
+    return [
+        c
+        for c in cal.walk("VTODO")
+        if isinstance(c, Todo) and c is not master and "RECURRENCE-ID" in c
+    ]
+
+
+def _stamp(todo: Todo, name: str) -> datetime | None:
+    if name not in todo:
+        return None
+    prop: Any = todo[name]
+    value = prop.dt
+    return value if isinstance(value, datetime) else None
+
+
+def recurring_completion(
+    cal: Calendar, todo: Todo, due: date | None, planned_due: date | None
+) -> tuple[bool, datetime | date | None] | None:
+    """How a client completed a kit task a user had made repeating (it added an RRULE).
+
+    kit-sync never writes RRULE, but clients let users add one, and then disagree on
+    what completing it means: Nextcloud Tasks completes the series (plain STATUS,
+    read as usual), Thunderbird writes a completed override instance (RECURRENCE-ID)
+    and leaves the series open, tasks.org moves the task in place (DUE jumps to the
+    next occurrence, the task stays open). Returns None when the item does not recur;
+    else (completed, stamp): an override's COMPLETED, or for a task moved in place
+    its LAST-MODIFIED (None when missing: the engine then uses the time it first saw
+    the change). A due moved forward on a repeating task reads as a completion, not
+    a snooze.
+    """
+    overrides = _overrides(cal, todo)
+    if not overrides and not any(name in todo for name in RECURRENCE_PROPS):
+        return None
+    done = [o for o in overrides if status_of(o) is Status.COMPLETED]
+    if done:
+        stamps = [s for s in (completed_stamp(o) for o in done) if s is not None]
+        aware = [s for s in stamps if isinstance(s, datetime) and s.tzinfo is not None]
+        stamp: datetime | date | None = max(aware) if aware else (stamps[0] if stamps else None)
+        return True, stamp
+    if "RRULE" in todo and planned_due and due and due > planned_due:
+        return True, _stamp(todo, "LAST-MODIFIED")
+    return False, None
+
+
 def parse_calendar(data: bytes | str) -> Calendar:
     try:
         cal = Calendar.from_ical(data)
@@ -157,15 +206,22 @@ def task_from_ical(data: bytes, href: str, etag: str) -> KitTask | ItemProblem |
             from_uid=_text(todo, P_FROM),
             fingerprint=_text(todo, P_HASH),
         )
+        status = status_of(todo)
+        due = _due(todo)
+        completed = completed_stamp(todo)
+        recurs = recurring_completion(cal, todo, due, meta.planned_due)
+        if recurs is not None and status is Status.OPEN and recurs[0]:
+            status, completed = Status.COMPLETED, recurs[1]
         return KitTask(
             uid=str(todo.get("UID", "")),
             href=href,
             etag=etag,
-            status=status_of(todo),
-            due=_due(todo),
+            status=status,
+            due=due,
             meta=meta,
             summary=_text(todo, "SUMMARY") or "",
-            completed=completed_stamp(todo),
+            completed=completed,
+            recurring=recurs is not None,
         )
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         return ItemProblem(href, f"cannot read the task ({exc})", cid)
@@ -266,6 +322,7 @@ def apply_change(data: bytes, change: TaskChange, tz: ZoneInfo, now: datetime) -
     todo = find_todo(cal)
     if todo is None:
         raise ParseError("the item holds no VTODO")
+    _drop_recurrence(cal, todo, change)
     due = change.due if change.due is not None else _due(todo)
     if change.due is not None:
         _set(todo, "DUE", change.due)
@@ -297,3 +354,22 @@ def apply_change(data: bytes, change: TaskChange, tz: ZoneInfo, now: datetime) -
                 del todo[name]
     _touch_stamps(todo, now, bump=True)
     return bytes(cal.to_ical())
+
+
+def _drop_recurrence(cal: Calendar, todo: Todo, change: TaskChange) -> None:
+    """kit-sync regenerates tasks itself and never writes RRULE: any write to a task a
+    user made repeating turns it back into one plain occurrence. When that write
+    completes a task a client moved in place (tasks.org), the due date it had before
+    the move comes back, so the history shows when it was really due."""
+    overrides = _overrides(cal, todo)
+    if not overrides and not any(name in todo for name in RECURRENCE_PROPS):
+        return
+    if change.status is Status.COMPLETED and change.due is None and "RRULE" in todo:
+        planned = _date_prop(todo, P_DUE)
+        current = _due(todo)
+        if planned is not None and current is not None and current > planned:
+            _set(todo, "DUE", planned)
+    for name in RECURRENCE_PROPS:
+        if name in todo:
+            del todo[name]
+    cal.subcomponents = [c for c in cal.subcomponents if not any(c is o for o in overrides)]
