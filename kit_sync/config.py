@@ -35,6 +35,7 @@ from pydantic import (
 
 from kit_sync.cadence import Interval, IntervalError, Rules
 from kit_sync.errors import ConfigError
+from kit_sync.logs import register_secret
 from kit_sync.yamlsrc import Located, Path_, format_path, read_yaml_file
 
 DEFAULT_LOCATIONS = ("./kit-sync.yaml", "~/.config/kit-sync/config.yaml")
@@ -152,7 +153,9 @@ def resolve_secret(value: Any, base_dir: Path, environ: Any = None) -> SecretStr
 
 
 def _secret(value: Any, info: ValidationInfo) -> SecretStr:
-    return resolve_secret(value, _base_dir(info), (info.context or {}).get("environ"))
+    secret = resolve_secret(value, _base_dir(info), (info.context or {}).get("environ"))
+    register_secret(secret.get_secret_value())  # masked in every log line from now on
+    return secret
 
 
 SecretField = Annotated[SecretStr, PlainValidator(_secret)]
@@ -374,6 +377,18 @@ class HealthOptions(Strict):
     listen: str | None = None
     """host:port for /healthz and /metrics, e.g. 127.0.0.1:8765; off when omitted."""
 
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            host, _, port = value.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(
+                    f"listen '{value}' is not host:port, like 127.0.0.1:8765 "
+                    "(0.0.0.0:8765 inside a container)"
+                )
+        return value
+
 
 class Config(Strict):
     timezone: str | None = None
@@ -393,6 +408,7 @@ class Config(Strict):
 
     # Filled by load_config, not by the YAML.
     _source: Path = PrivateAttr(default=Path("kit-sync.yaml"))
+    _warnings: list[str] = PrivateAttr(default_factory=list)
 
     _resolve_state = field_validator("state")(
         lambda v, info: None if v is None else _resolve_path(v, info)
@@ -423,6 +439,11 @@ class Config(Strict):
     def source(self) -> Path:
         """The file this config was read from."""
         return self._source
+
+    @property
+    def warnings(self) -> list[str]:
+        """Problems that do not stop kit-sync (the CLI logs them)."""
+        return list(self._warnings)
 
     def state_path(self) -> Path:
         if self.state is not None:
@@ -583,4 +604,53 @@ def load_config(path: Path, environ: dict[str, str] | None = None) -> tuple[Conf
     if problems or config is None:
         raise ConfigError(f"{path} has {len(problems)} problem(s)", problems)
     config._source = path
+    config._warnings = exposure_warnings(path)
     return config, located
+
+
+SECRET_KEYS = frozenset({"password", "token", "client_secret"})
+_ONLY_ENV = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
+_URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@:]*:[^/@]+@", re.IGNORECASE)
+
+
+def exposure_warnings(path: Path) -> list[str]:
+    """A warning when a config that others may read holds a password in clear.
+
+    Literal means written in the file: not ${ENV}, {env: }, {file: } or {command: }
+    (and not a URL's user:password@ either)."""
+    if os.name != "posix":
+        return []
+    try:
+        mode = path.stat().st_mode
+        if not mode & 0o044:
+            return []
+        raw = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []
+    found: list[str] = []
+
+    def walk(node: Any, where: Path_) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                here = (*where, str(key))
+                if not isinstance(value, str):
+                    walk(value, here)
+                elif (
+                    value
+                    and not _ONLY_ENV.fullmatch(value)
+                    and (key in SECRET_KEYS or _URL_PASSWORD.match(value))
+                ):
+                    found.append(format_path(here))
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                walk(item, (*where, i))
+
+    walk(raw, ())
+    if not found:
+        return []
+    who = {0o044: "group and others", 0o004: "others", 0o040: "its group"}[mode & 0o044]
+    return [
+        f"{path} holds a password in clear ({', '.join(found)}) and is readable by {who} "
+        f"(mode {mode & 0o777:03o}): run `chmod 600 {path}`, or take the secret from "
+        "{env: NAME}, {file: PATH} or {command: [...]}"
+    ]

@@ -3,7 +3,8 @@
 One cycle at a time (max_instances=1, coalesce); the first cycle at start; a
 failing cycle is logged and retried with back-off (doubling up to
 `sync.max_backoff`, honouring a server's Retry-After); SIGTERM/SIGINT stop it
-within seconds: the running cycle stops between two actions.
+within seconds: the running cycle stops between two actions. With `health.listen`
+it serves /healthz and /metrics (kit_sync.health) while it runs.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from kit_sync.backends.base import Throttled
 from kit_sync.config import Config
 from kit_sync.engine import Engine
 from kit_sync.errors import KitError
+from kit_sync.health import HealthServer, Monitor, timed
 
 log = logging.getLogger("kit_sync")
 
@@ -36,15 +38,22 @@ class Daemon:
         self.not_before: datetime | None = None
         self._lock = threading.Lock()
         self.scheduler = BackgroundScheduler(timezone=UTC)
+        self.listen = config.health.listen
+        self.monitor = Monitor(self.every, metrics=self.listen is not None)
+        if self.listen is not None:
+            engine.backend = timed(engine.backend, self.monitor)
+        self.server: HealthServer | None = None
 
     def cycle(self) -> None:
         if not self._lock.acquire(blocking=False):
             return  # a cycle is still running (the retry job and the interval met)
+        ran = False
         try:
             if self.stop.is_set():
                 return
             if self.not_before is not None and datetime.now(UTC) < self.not_before:
                 return  # backing off after failures
+            ran = True
             result = self.engine.run_cycle(stop=self.stop)
             counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
             log.info("cycle done: %s", counts)
@@ -58,7 +67,18 @@ class Daemon:
             log.exception("internal error in a sync cycle; retrying later")
             self._backoff(None, None)
         finally:
+            if ran:
+                self._record_cycle()
             self._lock.release()
+
+    def _record_cycle(self, *, counted: bool = True) -> None:
+        """Hand the cycle the engine recorded in the state DB to /healthz and /metrics."""
+        try:
+            last = self.engine.state.last_cycle()
+        except Exception:
+            log.exception("cannot read the last cycle from the state file")
+            return
+        self.monitor.cycle_finished(last, counted=counted)
 
     def backoff_seconds(self, retry_after: float | None) -> float:
         """30 s, 60 s, 120 s, ... up to sync.max_backoff; never less than Retry-After."""
@@ -81,6 +101,14 @@ class Daemon:
         self.stop.set()
 
     def run_forever(self) -> None:
+        self._record_cycle(counted=False)  # healthy at once if the last run was
+        if self.listen is not None:
+            self.server = HealthServer(self.listen, self.monitor).start()
+            if self.monitor.metrics is None:
+                log.warning(
+                    "/metrics needs prometheus-client: pip install 'kit-sync[metrics]'; "
+                    "serving /healthz only"
+                )
         old: dict[signal.Signals, Any] = {}
         for signum in (signal.SIGTERM, signal.SIGINT):
             old[signum] = signal.signal(signum, self._on_signal)
@@ -99,6 +127,8 @@ class Daemon:
                 pass
         finally:
             self.scheduler.shutdown(wait=True)
+            if self.server is not None:
+                self.server.stop()
             for signum, handler in old.items():
                 signal.signal(signum, handler)
             log.info("kit-sync stopped")

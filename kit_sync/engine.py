@@ -239,7 +239,13 @@ class Engine:
                     log.info("a completion was undone on a device; touch %s removed", uid)
             for touch in plan.touches:
                 if self.state.add_touch(touch):
-                    log.info("touch: %s on %s (%s)", touch.contact_id, touch.day, touch.source)
+                    log.info(
+                        "touch: %s on %s (%s)",
+                        touch.contact_id,
+                        touch.day,
+                        touch.source,
+                        extra={"contact_id": touch.contact_id},
+                    )
         self.state.note_first_seen({cid: d for cid, d in inputs.first_seen.items()})
 
     def _apply(
@@ -251,6 +257,8 @@ class Engine:
         retry: set[str] | None,
     ) -> None:
         detail = action.describe()
+        # Structured fields for JSON logs: who, and where on the backend.
+        where = {"contact_id": action.contact_id, "href": action.task.href if action.task else None}
         action_id = self.state.begin_action(
             cycle, action.kind.value, action.contact_id, action.uid, detail
         )
@@ -258,40 +266,52 @@ class Engine:
             if action.new is not None:
                 made = self.backend.create_task(action.new)
                 tasks[made.uid] = made
-                log.info("%s -> %s", detail, made.href)
+                log.info("%s -> %s", detail, made.href, extra=where | {"href": made.href})
             elif action.delete:
                 assert action.task is not None
                 self.backend.delete_task(action.task)
                 tasks.pop(action.task.uid, None)
-                log.info("%s (%s)", detail, action.task.href)
+                log.info("%s (%s)", detail, action.task.href, extra=where)
             else:
                 assert action.task is not None and action.change is not None
                 current = tasks.get(action.task.uid, action.task)
                 made = self.backend.update_task(current, action.change)
                 tasks[made.uid] = made
-                log.info("%s (%s)", detail, made.href)
+                log.info("%s (%s)", detail, made.href, extra=where | {"href": made.href})
         except (Conflict, AlreadyExists, NotFound) as exc:
             if retry is not None:
                 retry.add(action.contact_id)
                 self.state.end_action(action_id, "retry", f"{detail}: {exc}")
-                log.info("%s changed meanwhile (%s); will re-plan it", action.contact_id, exc)
+                log.info(
+                    "%s changed meanwhile (%s); will re-plan it",
+                    action.contact_id,
+                    exc,
+                    extra=where,
+                )
                 return
-            self._fail(action_id, detail, exc, result)
+            self._fail(action_id, detail, exc, result, where)
             return
         except BackendUnavailable:
             self.state.end_action(action_id, "failed", detail)
             raise
         except BackendError as exc:
-            self._fail(action_id, detail, exc, result)
+            self._fail(action_id, detail, exc, result, where)
             return
         self.state.end_action(action_id, "done")
         result.counts[action.kind.value] += 1
 
-    def _fail(self, action_id: int, detail: str, exc: Exception, result: CycleResult) -> None:
+    def _fail(
+        self,
+        action_id: int,
+        detail: str,
+        exc: Exception,
+        result: CycleResult,
+        where: dict[str, Any] | None = None,
+    ) -> None:
         self.state.end_action(action_id, "failed", f"{detail}: {exc}")
         result.failures.append(f"{detail}: {exc}")
         result.counts["failed"] = result.counts.get("failed", 0) + 1
-        log.error("failed to %s: %s", detail, exc)
+        log.error("failed to %s: %s", detail, exc, extra=where)
 
     def _remember(self, tasks: Any, inputs: Inputs) -> None:
         seen = []
@@ -320,7 +340,13 @@ class Engine:
                     task, TaskChange(status=Status.COMPLETED, completed_at=stamp)
                 )
                 self.state.add_touch(Touch(contact.id, day, "cli", task.uid, note))
-                log.info("touch: %s completed on %s (%s)", contact.id, day, task.href)
+                log.info(
+                    "touch: %s completed on %s (%s)",
+                    contact.id,
+                    day,
+                    task.href,
+                    extra={"contact_id": contact.id, "href": task.href},
+                )
         else:
             self.state.add_touch(Touch(contact.id, day, "cli", State.new_touch_id(), note))
             log.info("touch: %s on %s (no open task; journaled)", contact.id, day)

@@ -105,7 +105,10 @@ class State:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+            # The daemon runs cycles in a scheduler thread, one at a time (Daemon._lock).
+            self.db = sqlite3.connect(
+                str(path), timeout=30, isolation_level=None, check_same_thread=False
+            )
         except (OSError, sqlite3.Error) as exc:
             raise StateError(
                 f"cannot open the state file {path}: {exc}; set 'state:' in the "
