@@ -349,7 +349,7 @@ def _refresh(
             m, anchor=anchor, anchor_kind=AnchorKind.NEW, every=every.iso, planned_due=task.due
         )
         reasons.append("restored kit-sync's bookkeeping on the task")
-    elif True:
+    elif not task.snoozed:
         want = planned_due(
             m.anchor, m.anchor_kind is AnchorKind.NEW, contact.id, every, inputs.rules
         )
