@@ -167,6 +167,8 @@ def load_roster(
                 if fields.get(key) in (None, "") and getattr(inc, key) is not None:
                     fields[key] = getattr(inc, key)
             fields = {k: v for k, v in fields.items() if k in ContactEntry.model_fields}
+            if not fields.get("name") and fields.get("email"):
+                fields["name"] = fields["email"][0]  # an address-only row: call them by it
             try:
                 entry = ContactEntry.model_validate(fields)
             except ValidationError as exc:
