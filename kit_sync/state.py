@@ -95,7 +95,7 @@ class CycleRecord:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 class State:
@@ -291,7 +291,7 @@ class State:
         self.db.execute("INSERT INTO cycles (id, started) VALUES (?, ?)", (cycle_id, _now()))
         self.db.execute(
             "DELETE FROM cycles WHERE id NOT IN "
-            "(SELECT id FROM cycles ORDER BY started DESC LIMIT 1000)"
+            "(SELECT id FROM cycles ORDER BY started DESC, rowid DESC LIMIT 1000)"
         )
         self.db.execute("DELETE FROM actions WHERE cycle NOT IN (SELECT id FROM cycles)")
         return cycle_id
@@ -306,7 +306,7 @@ class State:
 
     def last_cycle(self) -> CycleRecord | None:
         r = self.db.execute(
-            "SELECT * FROM cycles WHERE finished IS NOT NULL ORDER BY finished DESC LIMIT 1"
+            "SELECT * FROM cycles WHERE finished IS NOT NULL ORDER BY finished DESC, rowid DESC LIMIT 1"
         ).fetchone()
         if r is None:
             return None

@@ -1,0 +1,127 @@
+"""The daemon's cycle: failures are logged and retried with back-off, the daemon
+keeps running, and it converges when the backend is back."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kit import BASE_CONFIG, World
+
+from kit_sync.backends.base import BackendUnavailable, Throttled
+from kit_sync.daemon import Daemon
+
+
+class Flaky:
+    """Wraps a real backend; the first `fail` listings raise `error`."""
+
+    def __init__(self, inner: Any, fail: int, error: Exception) -> None:
+        self.inner = inner
+        self.fail = fail
+        self.error = error
+        self.regenerates_itself = inner.regenerates_itself
+
+    def fetch_listing(self) -> Any:
+        if self.fail > 0:
+            self.fail -= 1
+            raise self.error
+        return self.inner.fetch_listing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return World(tmp_path, copy.deepcopy(BASE_CONFIG))
+
+
+def daemon_for(world: World, fail: int, error: Exception) -> Daemon:
+    engine = world.engine()
+    engine.backend = Flaky(engine.backend, fail, error)  # type: ignore[assignment]
+    return Daemon(engine, engine.config)
+
+
+def test_failing_cycles_back_off_and_recover(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    daemon = daemon_for(world, 2, BackendUnavailable("server down (connection refused)"))
+    with caplog.at_level(logging.ERROR, logger="kit_sync"):
+        daemon.cycle()
+    assert daemon.failures == 1
+    assert "sync failed: server down (connection refused); retrying in 30 s" in caplog.text
+    assert not world.folder.exists() or not list(world.folder.glob("*.ics"))
+    # During the back-off the interval job does nothing.
+    daemon.cycle()
+    assert daemon.failures == 1
+    # When the retry time comes, it tries again; fails; waits twice as long.
+    daemon.not_before = datetime.now(UTC) - timedelta(seconds=1)
+    daemon.cycle()
+    assert daemon.failures == 2
+    assert daemon.backoff_seconds(None) == 60
+    # The backend is back: the next attempt converges and resets the back-off.
+    daemon.not_before = datetime.now(UTC) - timedelta(seconds=1)
+    daemon.cycle()
+    assert daemon.failures == 0 and daemon.not_before is None
+    assert len(world.open_tasks()) == 2
+    last = daemon.engine.state.last_cycle()
+    assert last is not None and last.ok
+    daemon.engine.state.close()
+
+
+def test_backoff_is_capped_and_honours_retry_after(world: World) -> None:
+    daemon = daemon_for(world, 0, BackendUnavailable("x"))
+    daemon.failures = 20
+    assert daemon.backoff_seconds(None) == 3600  # sync.max_backoff default: 1 hour
+    daemon.failures = 1
+    assert daemon.backoff_seconds(120.0) == 120.0
+    daemon.engine.state.close()
+
+
+def test_throttled_waits_at_least_retry_after(world: World) -> None:
+    daemon = daemon_for(world, 1, Throttled("429 Too Many Requests", retry_after=300))
+    before = datetime.now(UTC)
+    daemon.cycle()
+    assert daemon.not_before is not None
+    assert daemon.not_before - before >= timedelta(seconds=299)
+    daemon.engine.state.close()
+
+
+def test_internal_errors_do_not_kill_the_daemon(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    daemon = daemon_for(world, 1, RuntimeError("bug"))
+    with caplog.at_level(logging.ERROR, logger="kit_sync"):
+        daemon.cycle()
+    assert daemon.failures == 1
+    assert "internal error in a sync cycle" in caplog.text
+    failed = daemon.engine.state.last_cycle()
+    assert failed is not None and not failed.ok and "bug" in (failed.error or "")
+    daemon.engine.state.close()
+
+
+def test_stop_event_stops_a_cycle_between_actions(world: World) -> None:
+    data = copy.deepcopy(BASE_CONFIG)
+    data["contacts"] = [{"name": f"P{i}", "every": "2 weeks"} for i in range(50)]
+    world.write_config(data)
+    engine = world.engine()
+    daemon = Daemon(engine, engine.config)
+    real_create = engine.backend.create_task
+    made = {"n": 0}
+
+    def create(new: Any) -> Any:
+        made["n"] += 1
+        if made["n"] == 10:
+            daemon.stop.set()  # SIGTERM arrives mid-cycle
+        return real_create(new)
+
+    engine.backend.create_task = create  # type: ignore[method-assign]
+    result = engine.run_cycle(stop=daemon.stop)
+    assert result.stopped and made["n"] == 10
+    engine.state.close()
+    assert len(world.open_tasks()) == 10
+    assert world.sync().counts["created"] == 40  # the rest is done by the next cycle
