@@ -306,7 +306,8 @@ class State:
 
     def last_cycle(self) -> CycleRecord | None:
         r = self.db.execute(
-            "SELECT * FROM cycles WHERE finished IS NOT NULL ORDER BY finished DESC, rowid DESC LIMIT 1"
+            "SELECT * FROM cycles WHERE finished IS NOT NULL "
+            "ORDER BY finished DESC, rowid DESC LIMIT 1"
         ).fetchone()
         if r is None:
             return None
