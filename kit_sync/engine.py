@@ -334,22 +334,36 @@ class Engine:
         # Noon local time: the completion's day is `day` in the user's zone, whatever
         # the zone of the client that reads the stamp.
         stamp = datetime.combine(day, time(12), tzinfo=self.tz).astimezone(UTC)
-        if opens:
-            for task in opens:
-                self.backend.update_task(
-                    task, TaskChange(status=Status.COMPLETED, completed_at=stamp)
-                )
+        regenerating = type(self.backend).regenerates_itself
+        for task in opens:
+            self.backend.update_task(task, TaskChange(status=Status.COMPLETED, completed_at=stamp))
+            if not regenerating:
                 self.state.add_touch(Touch(contact.id, day, "cli", task.uid, note))
-                log.info(
-                    "touch: %s completed on %s (%s)",
-                    contact.id,
-                    day,
-                    task.href,
-                    extra={"contact_id": contact.id, "href": task.href},
-                )
-        else:
+            log.info(
+                "touch: %s completed on %s (%s)",
+                contact.id,
+                day,
+                task.href,
+                extra={"contact_id": contact.id, "href": task.href},
+            )
+        copies: list[str] = []
+        if opens and regenerating:
+            # The server completed a copy (its own id, stamped with the server's
+            # "today") and moved the task on: the copy is this touch, on `day`,
+            # whatever the server wrote.
+            before = {t.uid for t in listing.tasks}
+            copies = [
+                t.uid
+                for t in self.backend.fetch_listing().tasks
+                if t.contact_id == contact.id
+                and t.status is Status.COMPLETED
+                and t.uid not in before
+            ]
+        for source_uid in copies:
+            self.state.add_touch(Touch(contact.id, day, "cli", source_uid, note))
+        if not opens or (regenerating and not copies):
             self.state.add_touch(Touch(contact.id, day, "cli", State.new_touch_id(), note))
-            log.info("touch: %s on %s (no open task; journaled)", contact.id, day)
+            log.info("touch: %s on %s (journaled)", contact.id, day)
         return self.run_cycle()
 
     # --- status -----------------------------------------------------------------------
