@@ -196,10 +196,20 @@ class CaldavConfig(Strict):
     """Seconds before a request counts as failed."""
 
 
+#: Exchange versions `backend.version` accepts besides a build number.
+EXCHANGE_VERSIONS = ("2007", "2010", "2013", "2016", "2019", "online")
+
+
 class ExchangeOAuth(Strict):
+    """An app registration with the full_access_as_app EWS permission (app-only;
+    the mailbox is opened by impersonation)."""
+
     client_id: str
+    """Application (client) id of the app registration in Microsoft Entra ID."""
     client_secret: SecretField
+    """Client secret of that app registration."""
     tenant_id: str
+    """Directory (tenant) id."""
 
 
 class ExchangeConfig(Strict):
@@ -207,45 +217,119 @@ class ExchangeConfig(Strict):
     email: str
     """The mailbox whose Tasks folder holds the tasks."""
     server: str | None = None
+    """Host name of the Exchange server (https://SERVER/EWS/Exchange.asmx)."""
     service_endpoint: str | None = None
+    """Full EWS URL, like https://mail.example.com/EWS/Exchange.asmx."""
     autodiscover: bool = False
+    """Find the EWS URL from the email address (Autodiscover)."""
     username: str | None = None
+    """Login for ntlm/basic: DOMAIN\\user or user@domain; the email when omitted."""
     password: SecretField | None = None
+    """Password for ntlm/basic: a string, {env: NAME}, {file: PATH} or {command: ...}."""
     auth: Literal["ntlm", "basic", "oauth2"] = "ntlm"
+    """How to log in: ntlm (Exchange Server default), basic (over https only), oauth2."""
     oauth: ExchangeOAuth | None = None
+    """App registration for auth: oauth2."""
     access: Literal["delegate", "impersonation"] = "delegate"
+    """delegate: the login owns or has delegate rights on the mailbox; impersonation: a
+    service account with the ApplicationImpersonation role acts as the mailbox owner."""
     folder: str | None = None
     """A subfolder of Tasks; the default Tasks folder when omitted."""
     create_folder: bool = True
+    """Create the subfolder when it does not exist."""
     verify: bool | str = True
+    """TLS verification: true, false, or the path of a CA bundle."""
     max_retry_wait: float = Field(60.0, ge=0)
     """Seconds exchangelib may keep retrying a busy server within one cycle."""
     on_remove: Literal["defer", "delete"] = "defer"
+    """A removed contact's task: defer (recurrence removed, status Deferred) or delete."""
+    version: str | None = None
+    """Exchange version ("2013", "2016", "2019", "online" or a build like "15.1.2507");
+    asked from the server when omitted."""
+    timeout: float = Field(120.0, gt=0)
+    """Seconds before one EWS request counts as failed."""
 
     @model_validator(mode="after")
     def _where(self) -> ExchangeConfig:
         if not (self.server or self.service_endpoint or self.autodiscover):
             raise ValueError("give one of server, service_endpoint or autodiscover: true")
+        if self.server and self.service_endpoint:
+            raise ValueError("give server or service_endpoint, not both")
+        if self.auth == "oauth2" and self.oauth is None:
+            raise ValueError("auth: oauth2 needs an oauth: {client_id, client_secret, tenant_id}")
+        if self.auth != "oauth2" and self.password is None:
+            raise ValueError(f"auth: {self.auth} needs a password (or use auth: oauth2)")
+        if self.version is not None and not (
+            self.version.lower() in EXCHANGE_VERSIONS
+            or re.fullmatch(r"\d+\.\d+(\.\d+){0,2}", self.version)
+        ):
+            raise ValueError(
+                f"version '{self.version}' is not one of {', '.join(EXCHANGE_VERSIONS)} "
+                "or a build number like 15.1.2507"
+            )
         return self
 
 
 class GraphConfig(Strict):
     type: Literal["graph"]
     client_id: str
+    """Application (client) id of the app registration in Microsoft Entra ID."""
     tenant: str = "common"
+    """Tenant id or domain; "common" lets any work/school or personal account sign in."""
     task_list: str | None = None
+    """To Do list name; the user's default list ("Tasks") when omitted."""
     create: bool = True
+    """Create the named task list when it does not exist."""
     user: str | None = None
-    """For app-only access: the user (UPN or id) whose lists are managed."""
+    """For app-only access: the user (UPN or id) whose lists are managed. With a
+    login (device code), picks that account when the token cache holds several."""
     client_secret: SecretField | None = None
+    """App-only access with a client secret (use {env: NAME} or {file: PATH})."""
     certificate: Path | None = None
+    """App-only access with a certificate: PEM with key and certificate, or .pfx."""
+    certificate_password: SecretField | None = None
+    """Passphrase of the certificate's private key, if it has one."""
     token_cache: Path | None = None
+    """Where `kit-sync login` keeps tokens (0600); default in $XDG_STATE_HOME/kit-sync."""
     authority_host: str = "https://login.microsoftonline.com"
+    """Microsoft Entra ID sign-in host (national clouds have their own)."""
     graph_url: str = "https://graph.microsoft.com/v1.0"
+    """Microsoft Graph endpoint, with the version."""
+    verify: bool | str = True
+    """TLS verification: true, false, or the path of a CA bundle."""
+    timeout: float = Field(30.0, gt=0)
+    """Seconds before a request counts as failed."""
+    max_retry_wait: float = Field(60.0, ge=0)
+    """Seconds one cycle may wait on throttling (429/503/504 Retry-After) before
+    giving up until the next cycle."""
 
     _resolve = field_validator("certificate", "token_cache")(
         lambda v, info: None if v is None else _resolve_path(v, info)
     )
+
+    @field_validator("authority_host", "graph_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"'{value}' is not an http(s) URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _access(self) -> GraphConfig:
+        if self.client_secret is not None and self.certificate is not None:
+            raise ValueError("give client_secret or certificate, not both")
+        if self.client_secret is not None or self.certificate is not None:
+            if not self.user:
+                raise ValueError(
+                    "app-only access (client_secret/certificate) needs user: the UPN or "
+                    "id of the mailbox whose To Do lists are managed"
+                )
+            if self.tenant in ("common", "organizations", "consumers"):
+                raise ValueError(
+                    "app-only access needs tenant: your tenant id or domain, "
+                    f"not '{self.tenant}'"
+                )
+        return self
 
 
 BackendConfig = Annotated[
@@ -596,6 +680,9 @@ def load_config(path: Path, environ: dict[str, str] | None = None) -> tuple[Conf
     }
     config: Config | None = None
     try:
+        # The default backend is validated like a written one, so its path is
+        # relative to the config file too.
+        data = {"backend": {"type": "local", "path": "tasks"}, **data}
         config = Config.model_validate(data, context=ctx)
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
