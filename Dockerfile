@@ -15,7 +15,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY kit_sync ./kit_sync
 # The README's install command ("Run as a service"): keep the two identical.
-RUN python3 -m venv /opt/kit-sync && /opt/kit-sync/bin/pip install '.[all]'
+RUN python3 -m venv /opt/kit-sync && /opt/kit-sync/bin/pip install ".[all]"
 
 FROM python:3.12-slim-bookworm
 # KIT_SYNC_CONFIG lets `docker exec <container> kit-sync status` find the config;

@@ -202,6 +202,7 @@ class Monitor:
         m.updated.inc(c.get("updated", 0))
         m.cancelled.inc(c.get("cancelled", 0))
         m.failed_actions.inc(c.get("failed", 0))
+        self.health()  # sets the kit_sync_healthy gauge
 
     def health(self, now: datetime | None = None) -> Health:
         with self._lock:
