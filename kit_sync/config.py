@@ -182,10 +182,13 @@ class CaldavConfig(Strict):
     url: str
     """Server root (the task list is discovered) or the task list's collection URL."""
     username: str | None = None
+    """Login name on the CalDAV server."""
     password: SecretField | None = None
+    """Password: a string, ${ENV}, {env: NAME}, {file: PATH} or {command: [...]}."""
     token: SecretField | None = None
-    """Bearer token (auth: bearer)."""
+    """Bearer token (auth: bearer); a secret like password."""
     auth: Literal["auto", "basic", "digest", "bearer"] = "auto"
+    """How to log in: auto (what the server asks for), basic, digest or bearer."""
     task_list: str | None = None
     """Display name of the task list; the first VTODO list when omitted."""
     create: bool = False
@@ -194,6 +197,39 @@ class CaldavConfig(Strict):
     """TLS verification: true, false, or the path of a CA bundle."""
     timeout: float = Field(30.0, gt=0)
     """Seconds before a request counts as failed."""
+    server: str | None = None
+    """caldav's profile of the server's quirks (radicale, xandikos, nextcloud, baikal, ...);
+    optional: kit-sync works without it."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value.strip()):
+            raise ValueError(
+                f"'{value}' is not an http(s) URL; write the server's CalDAV URL, like "
+                "https://cloud.example.com/remote.php/dav/ or https://dav.example.com/alice/tasks/"
+            )
+        return value.strip()
+
+    @field_validator("verify")
+    @classmethod
+    def _verify(cls, value: bool | str, info: ValidationInfo) -> bool | str:
+        if isinstance(value, str):
+            path = _resolve_path(Path(value), info)
+            if not path.is_file():
+                raise ValueError(f"CA bundle {path} does not exist (verify: true, false or a file)")
+            return str(path)
+        return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> CaldavConfig:
+        if self.auth == "bearer" and self.token is None and self.password is None:
+            raise ValueError("auth: bearer needs a token")
+        if self.auth in ("basic", "digest") and (self.username is None or self.password is None):
+            raise ValueError(f"auth: {self.auth} needs a username and a password")
+        if self.password is not None and self.username is None and self.auth != "bearer":
+            raise ValueError("a password needs a username (or use auth: bearer with a token)")
+        return self
 
 
 #: Exchange versions `backend.version` accepts besides a build number.

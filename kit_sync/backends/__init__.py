@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 # backend type (config `backend.type`) -> "module:factory"
 REGISTRY: dict[str, str] = {
     "local": "kit_sync.backends.local:LocalBackend",
+    "caldav": "kit_sync.backends.caldav:CaldavBackend",
 }
 
 

@@ -1,0 +1,1009 @@
+"""A CalDAV task list (Radicale, Xandikos, Nextcloud, Baïkal, Fastmail, ...): one plain,
+non-recurring VTODO per occurrence, read and written with the caldav library.
+
+How a cycle talks to the server:
+
+- Listing is incremental (RFC 6578): the backend keeps every item it has seen
+  (href -> ETag, and the parsed task for kit-owned ones) and asks only for what
+  changed since its sync token: ONE sync-collection REPORT when nothing changed,
+  plus one calendar-multiget for the items whose ETag it does not know yet. Its
+  own writes come back in the next report with the ETag the PUT returned, so they
+  are recognised and not fetched again. A token the server no longer accepts
+  (Radicale answers 403, Xandikos 412, both with DAV:valid-sync-token) leads to one
+  fresh full listing and a new real token; caldav's own fallback (a fake token and
+  a full listing on every cycle) is switched off with ``disable_fallback=True``. A
+  server without sync-collection is listed by ETags (a Depth-1 PROPFIND) instead.
+- The cache (items + token) lives in memory between the daemon's cycles and in a
+  small SQLite file beside the state DB, written in one transaction per listing,
+  so a new `kit-sync sync` process is also one request when idle.
+- Writes are conditional and sent as exact bytes: create with
+  ``If-None-Match: *`` (never a UID search first), update and delete with
+  ``If-Match: <ETag>`` (never ``If-Schedule-Tag-Match``, which Xandikos would
+  honour by merging instead of refusing a stale write). Every item is addressed by
+  its href; nothing is looked up by UID.
+- `_translate` is the one place where HTTP statuses and library/transport
+  exceptions become the project's errors (base.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import quote, unquote, urljoin, urlsplit
+from zoneinfo import ZoneInfo
+
+from caldav.davclient import DAVClient
+from caldav.elements import cdav, dav
+from caldav.lib import error as dav_error
+from caldav.lib.http_sync import requests as http_lib
+from lxml import etree  # type: ignore[import-untyped]
+
+from kit_sync.backends import ical
+from kit_sync.backends.base import (
+    AlreadyExists,
+    AuthFailed,
+    BackendError,
+    BackendUnavailable,
+    Conflict,
+    ItemRejected,
+    NotFound,
+    Throttled,
+)
+from kit_sync.backends.ical import ParseError, apply_change, new_vtodo, task_from_ical
+from kit_sync.errors import ConfigError
+from kit_sync.model import (
+    AnchorKind,
+    ItemProblem,
+    KitMeta,
+    KitTask,
+    Listing,
+    NewTask,
+    Status,
+    TaskChange,
+)
+
+log = logging.getLogger("kit_sync.caldav")
+
+ICS = {"Content-Type": "text/calendar; charset=utf-8"}
+XML = {"Content-Type": "application/xml; charset=utf-8"}
+VALID_SYNC_TOKEN = "{DAV:}valid-sync-token"
+SUPPORTED_REPORT = "{DAV:}supported-report"
+UID_CONFLICT = {
+    "{urn:ietf:params:xml:ns:caldav}no-uid-conflict",
+    "{urn:ietf:params:xml:ns:caldav}unique-scheduling-object-resource",
+}
+#: Hrefs per calendar-multiget: bounds the memory of the first listing of a big list.
+MULTIGET_BATCH = 250
+#: A server that refused sync-collection is asked again after this long.
+REPROBE_SYNC = 24 * 3600.0
+
+
+# --- errors: the one place ------------------------------------------------------------
+
+
+class _TokenRejected(Exception):
+    """The server no longer knows our sync token (expired, or its history was reset)."""
+
+
+class _SyncUnsupported(Exception):
+    """The server does not do sync-collection: list by ETags instead."""
+
+
+class _CollectionGone(Exception):
+    """The task list's URL answers 404 (deleted or moved on the server)."""
+
+
+def _retry_after(exc: Any) -> float | None:
+    value = getattr(exc, "retry_after_seconds", None)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _translate(exc: BaseException, where: str, what: str) -> BaseException:
+    """Library, transport and HTTP failures -> the project's errors (base.py).
+
+    `where` names the server or item, `what` the action ("list the tasks"). Returns
+    the exception unchanged when it is not a server failure (a bug stays a bug)."""
+    if isinstance(exc, BackendError):
+        return exc
+    if isinstance(exc, dav_error.RateLimitError):
+        wait = _retry_after(exc)
+        hint = f"; it asks to wait {wait:.0f} s" if wait is not None else ""
+        return Throttled(f"{where} is busy (HTTP {exc.status}) and could not {what}{hint}", wait)
+    if isinstance(exc, dav_error.AuthorizationError):
+        if exc.status == 401 or exc.status is None:
+            return AuthFailed(
+                f"{where} refused the credentials (HTTP 401) when trying to {what}; check "
+                "backend.username and the password/token (and backend.auth)"
+            )
+        return AuthFailed(
+            f"{where} forbids this account to {what} (HTTP 403); check that the user "
+            "owns the task list or has write access to it"
+        )
+    if isinstance(exc, dav_error.DAVError):
+        status = exc.status
+        if status == 404:
+            return BackendUnavailable(f"{where} does not exist (HTTP 404); check backend.url")
+        if status is not None and status >= 500:
+            return BackendUnavailable(
+                f"{where} failed with a server error (HTTP {status}) and could not {what}; "
+                "retrying later"
+            )
+        detail = f"HTTP {status}" if status else (exc.reason or type(exc).__name__)
+        return BackendUnavailable(f"{where} could not {what} ({detail})")
+    if isinstance(exc, http_lib.exceptions.SSLError):
+        return BackendUnavailable(
+            f"TLS check of {where} failed ({_short(exc)}); set backend.verify to the "
+            "CA bundle that signed the server's certificate (or false for testing only)"
+        )
+    if isinstance(exc, http_lib.exceptions.Timeout):
+        return BackendUnavailable(
+            f"{where} did not answer in time (backend.timeout) and could not {what}; retrying later"
+        )
+    if isinstance(exc, http_lib.exceptions.ConnectionError | ConnectionError):
+        return BackendUnavailable(
+            f"cannot reach {where} ({_short(exc)}); is the server up and backend.url right?"
+        )
+    if isinstance(exc, http_lib.exceptions.RequestException | OSError):
+        return BackendUnavailable(f"talking to {where} failed: {_short(exc)}")
+    if isinstance(exc, etree.XMLSyntaxError):
+        return BackendUnavailable(f"{where} sent a garbled answer (not XML) when asked to {what}")
+    return exc
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    for marker in ("Caused by ", "(Caused by "):
+        if marker in text:
+            text = text.split(marker, 1)[1].strip("()")
+    return text[:200]
+
+
+def _status_error(status: int, body: Any, where: str, what: str) -> BackendError:
+    """A non-2xx answer to a PUT/DELETE that is not a precondition failure."""
+    if status == 404:
+        return NotFound(f"{where} is gone (deleted on another device?)")
+    if status == 401:
+        return AuthFailed(f"{where} refused the credentials (HTTP 401) when trying to {what}")
+    if status >= 500 and status != 507:
+        return BackendUnavailable(
+            f"{where} failed with a server error (HTTP {status}) when trying to {what}; "
+            "retrying later"
+        )
+    reason = _precondition_text(body)
+    return ItemRejected(f"the server refused to {what} {where} (HTTP {status}{reason})")
+
+
+def _precondition_text(body: Any) -> str:
+    names = dav_error.parse_preconditions(body) if body else []
+    return (": " + ", ".join(n.split("}")[-1] for n in names)) if names else ""
+
+
+# --- small helpers ----------------------------------------------------------------------
+
+
+def _key(href: str) -> str:
+    """One spelling per item: servers and the library disagree on quoting (@ vs %40)."""
+    return unquote(urlsplit(href).path)
+
+
+def _file_name(uid: str) -> str:
+    """A plain ASCII resource name for a kit UID (no '@' or '%': quoting differs)."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in uid) + ".ics"
+
+
+def _strong(etag: str | None) -> str | None:
+    if not etag or etag.startswith("W/"):
+        return None
+    return etag
+
+
+def _header(response: Any, name: str) -> str | None:
+    headers = getattr(response, "headers", None) or {}
+    value = headers.get(name)
+    return str(value) if value else None
+
+
+def _body(response: Any) -> str:
+    """The body of a DAVResponse as text (empty when there was none)."""
+    try:
+        return str(response.raw or "")
+    except Exception:
+        return ""
+
+
+def _parser_fingerprint() -> str:
+    """Cached parsed tasks are only valid for the reading code that parsed them."""
+    h = hashlib.sha256()
+    import kit_sync.model as model_module
+
+    for module in (ical, model_module):
+        with contextlib.suppress(OSError, TypeError):
+            h.update(Path(str(module.__file__)).read_bytes())
+    return h.hexdigest()[:16]
+
+
+# --- what the backend remembers about each item ------------------------------------------
+
+
+@dataclass
+class _Item:
+    href: str  # as the server spells it (a path)
+    etag: str
+    task: KitTask | None = None  # kit-owned and readable
+    problem: ItemProblem | None = None  # kit-owned but unreadable
+    data: bytes | None = None  # the raw iCalendar of a kit item; None: in the cache file
+
+    @property
+    def kind(self) -> str:
+        return "task" if self.task else "problem" if self.problem else "foreign"
+
+
+def _stamp_json(value: datetime | date | None) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return ["dt", value.isoformat()]
+    return ["d", value.isoformat()]
+
+
+def _stamp_from(value: Any) -> datetime | date | None:
+    if not value:
+        return None
+    kind, text = value
+    return datetime.fromisoformat(text) if kind == "dt" else date.fromisoformat(text)
+
+
+def _day(text: str | None) -> date | None:
+    return date.fromisoformat(text) if text else None
+
+
+def _info_json(item: _Item) -> str | None:
+    if item.task is not None:
+        t, m = item.task, item.task.meta
+        return json.dumps(
+            {
+                "uid": t.uid,
+                "status": t.status.value,
+                "due": t.due.isoformat() if t.due else None,
+                "summary": t.summary,
+                "completed": _stamp_json(t.completed),
+                "recurring": t.recurring,
+                "meta": [
+                    m.contact_id,
+                    m.anchor.isoformat() if m.anchor else None,
+                    m.anchor_kind.value,
+                    m.every,
+                    m.planned_due.isoformat() if m.planned_due else None,
+                    m.from_uid,
+                    m.fingerprint,
+                ],
+            }
+        )
+    if item.problem is not None:
+        return json.dumps([item.problem.message, item.problem.contact_id])
+    return None
+
+
+def _item_from_row(href: str, etag: str, kind: str, info: str | None) -> _Item:
+    item = _Item(href, etag)
+    if kind == "task" and info:
+        d = json.loads(info)
+        cid, anchor, akind, every, planned, from_uid, fingerprint = d["meta"]
+        item.task = KitTask(
+            uid=d["uid"],
+            href=href,
+            etag=etag,
+            status=Status(d["status"]),
+            due=_day(d["due"]),
+            meta=KitMeta(
+                cid, _day(anchor), AnchorKind(akind), every, _day(planned), from_uid, fingerprint
+            ),
+            summary=d["summary"],
+            completed=_stamp_from(d["completed"]),
+            recurring=bool(d.get("recurring")),
+        )
+    elif kind == "problem" and info:
+        message, cid = json.loads(info)
+        item.problem = ItemProblem(href, message, cid)
+    return item
+
+
+class _Cache:
+    """The listing cache in SQLite: items and the sync token, per task list, written
+    together in one transaction so the token always matches the items it covers.
+
+    Only a cache: deleting the file costs one full listing, nothing else."""
+
+    SCHEMA = 1
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        for attempt in (1, 2):
+            try:
+                db = sqlite3.connect(
+                    str(self.path), timeout=30, isolation_level=None, check_same_thread=False
+                )
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS items (list TEXT NOT NULL, key TEXT NOT NULL, "
+                    "href TEXT NOT NULL, etag TEXT NOT NULL, kind TEXT NOT NULL, info TEXT, "
+                    "data BLOB, PRIMARY KEY (list, key))"
+                )
+                version = f"{self.SCHEMA}/{_parser_fingerprint()}"
+                row = db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+                if row is None or row[0] != version:
+                    # New reading code (or a new file): what was parsed before may read
+                    # differently now, so everything is listed afresh once.
+                    db.execute("BEGIN IMMEDIATE")
+                    db.execute("DELETE FROM items")
+                    db.execute("DELETE FROM meta")
+                    db.execute("INSERT INTO meta VALUES ('version', ?)", (version,))
+                    db.execute("COMMIT")
+                return db
+            except sqlite3.DatabaseError:
+                if attempt == 2:
+                    raise
+                log.warning("the CalDAV cache %s is damaged; starting it afresh", self.path)
+                for suffix in ("", "-wal", "-shm"):
+                    with contextlib.suppress(OSError):
+                        Path(str(self.path) + suffix).unlink()
+        raise AssertionError("unreachable")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        else:
+            self.db.execute("COMMIT")
+
+    def get(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row and row[0] is not None else None
+
+    def put(self, key: str, value: str | None) -> None:
+        if value is None:
+            self.db.execute("DELETE FROM meta WHERE key = ?", (key,))
+        else:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def load(self, list_url: str) -> dict[str, _Item]:
+        rows = self.db.execute(
+            "SELECT key, href, etag, kind, info FROM items WHERE list = ?", (list_url,)
+        ).fetchall()
+        return {key: _item_from_row(href, etag, kind, info) for key, href, etag, kind, info in rows}
+
+    def data(self, list_url: str, key: str, etag: str) -> bytes | None:
+        row = self.db.execute(
+            "SELECT data FROM items WHERE list = ? AND key = ? AND etag = ?", (list_url, key, etag)
+        ).fetchone()
+        return bytes(row[0]) if row and row[0] is not None else None
+
+    def save_listing(
+        self,
+        list_url: str,
+        token: str | None,
+        fresh: dict[str, _Item],
+        removed: Iterable[str],
+        *,
+        keep: set[str] | None,
+    ) -> None:
+        """One listing: the items fetched, those gone, and the token that covers
+        them. `keep`: after a full listing, every key the server still has."""
+        gone = set(removed)
+        with self.transaction() as db:
+            if keep is not None:
+                rows = db.execute("SELECT key FROM items WHERE list = ?", (list_url,))
+                gone |= {k for (k,) in rows.fetchall()} - keep
+            db.executemany(
+                "DELETE FROM items WHERE list = ? AND key = ?", [(list_url, k) for k in gone]
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (list_url, k, it.href, it.etag, it.kind, _info_json(it), it.data)
+                    for k, it in fresh.items()
+                ],
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"token|{list_url}", token or "")
+            )
+
+    def save_write(self, list_url: str, key: str, item: _Item | None, before: str | None) -> None:
+        """Our own write. Compare-and-swap on the ETag we replaced, so a slower
+        process never puts back an older version over a newer one."""
+        with self.transaction() as db:
+            if item is None:
+                db.execute(
+                    "DELETE FROM items WHERE list = ? AND key = ? AND etag = ?",
+                    (list_url, key, before or ""),
+                )
+                return
+            row = (list_url, key, item.href, item.etag, item.kind, _info_json(item), item.data)
+            if before is None:
+                db.execute("INSERT OR IGNORE INTO items VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+            else:
+                db.execute(
+                    "UPDATE items SET href = ?, etag = ?, kind = ?, info = ?, data = ? "
+                    "WHERE list = ? AND key = ? AND etag = ?",
+                    (*row[2:], list_url, key, before),
+                )
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.db.close()
+
+
+# --- the backend --------------------------------------------------------------------------
+
+
+class CaldavBackend:
+    """Backend over one CalDAV task list. See base.Backend for the contract."""
+
+    regenerates_itself: ClassVar[bool] = False
+
+    def __init__(self, config: Any, tz: ZoneInfo, *, clock: Any = None) -> None:
+        self.config = config
+        self.tz = tz
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self.url: str = config.url
+        self._where = f"the CalDAV server {urlsplit(self.url).netloc or self.url}"
+        if getattr(config, "server", None):
+            from caldav.config import resolve_features
+
+            try:
+                resolve_features(config.server)
+            except Exception:
+                raise ConfigError(
+                    f"backend.server: '{config.server}' is not a server profile caldav knows "
+                    "(e.g. radicale, xandikos, nextcloud, baikal, davical, sogo, zimbra)"
+                ) from None
+        self._client: Any = None
+        self._calendar: Any = None
+        self.collection: str | None = None  # the task list's URL, once resolved
+        self._items: dict[str, _Item] = {}
+        self._token: str | None = None
+        self._mode = "sync"  # or "etag": the server does not do sync-collection
+        self._cache: _Cache | None = None
+        self._cache_path: Path | None = None
+        self._identity = f"{self.url}|{getattr(config, 'username', None) or ''}"
+        self._list_key = f"collection|{self._identity}|{getattr(config, 'task_list', None) or ''}"
+        #: HTTP requests sent by this backend (tests and benchmarks count them).
+        self.requests = 0
+
+    # --- state ----------------------------------------------------------------------------
+
+    def bind_state(self, state: Any) -> None:
+        """Keep the listing cache in a file beside the state DB (the engine calls this)."""
+        path = Path(state.path)
+        self._cache_path = path.with_name(path.stem + ".caldav-cache.sqlite")
+
+    def _open_cache(self) -> None:
+        if self._cache is not None or self._cache_path is None:
+            return
+        try:
+            self._cache = _Cache(self._cache_path)
+        except (sqlite3.Error, OSError) as exc:
+            log.warning(
+                "cannot use the CalDAV cache %s (%s); every new process lists the whole "
+                "task list once",
+                self._cache_path,
+                exc,
+            )
+            self._cache_path = None
+
+    # --- connecting -----------------------------------------------------------------------
+
+    def _count(self, response: Any, *args: Any, **kwargs: Any) -> Any:
+        self.requests += 1
+        return response
+
+    def _connect(self) -> None:
+        if self._calendar is not None:
+            return
+        self._open_cache()
+        cache = self._cache
+        cfg = self.config
+        auth = cfg.auth if cfg.auth != "auto" else None
+        remembered_auth = cache.get(f"auth|{self._identity}") if cache else None
+        if auth is None and remembered_auth in ("basic", "digest"):
+            auth = remembered_auth  # saves the 401 round trip of negotiating it again
+        secret = cfg.token if auth == "bearer" or (cfg.token and not cfg.password) else cfg.password
+        try:
+            self._client = DAVClient(
+                url=self.url,
+                username=cfg.username,
+                password=secret.get_secret_value() if secret is not None else None,
+                auth_type=auth,
+                timeout=cfg.timeout,
+                ssl_verify_cert=cfg.verify,
+                **self._features(),
+                enable_rfc6764=False,
+                headers={"User-Agent": "kit-sync (python-caldav)"},
+            )
+        except Exception as exc:
+            raise _translate(exc, self._where, "connect") from None
+        self._client.session.hooks.setdefault("response", []).append(self._count)
+        url = cache.get(self._list_key) if cache else None
+        if url is None:
+            url = self._discover()
+            if cache:
+                cache.put(self._list_key, url)
+        self._use_collection(url)
+        if cache is not None and auth is None and cfg.auth == "auto":
+            kind = type(self._client.auth).__name__.lower() if self._client.auth else ""
+            learned = "digest" if "digest" in kind else "basic" if "basic" in kind else None
+            if learned:
+                cache.put(f"auth|{self._identity}", learned)
+
+    def _features(self) -> dict[str, Any]:
+        """caldav's server profile (`features=`) when the config names one."""
+        server = getattr(self.config, "server", None)
+        return {"features": server} if server else {}
+
+    def _use_collection(self, url: str) -> None:
+        if not url.endswith("/"):
+            url += "/"
+        self.collection = url
+        self._calendar = self._client.calendar(url=url)
+        self._path = urlsplit(url).path
+        self._where = f"the task list {url}"
+        self._items = {}
+        self._token = None
+        self._mode = "sync"
+        if self._cache is not None:
+            self._items = self._cache.load(url)
+            self._token = self._cache.get(f"token|{url}") or None
+            mode = self._cache.get(f"mode|{url}")
+            if mode and time.time() - float(mode) < REPROBE_SYNC:
+                self._mode = "etag"
+
+    def _probe(self, url: str) -> tuple[set[str], set[str]]:
+        """PROPFIND Depth 0: the resource types of `url` and, for a calendar, the
+        component types it accepts (empty: any)."""
+        body = (
+            b'<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:" '
+            b'xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><D:resourcetype/>'
+            b"<C:supported-calendar-component-set/></D:prop></D:propfind>"
+        )
+        try:
+            response = self._client.propfind(url, body, 0)
+        except Exception as exc:
+            raise _translate(exc, self._where, "find the task list") from None
+        if response.status == 404:
+            raise BackendUnavailable(
+                f"{url} does not exist on the server (HTTP 404); set backend.url to the "
+                "server's CalDAV root or to the task list's URL"
+            )
+        if response.status not in (200, 207):
+            raise _status_error(response.status, _body(response), url, "look at")
+        results = response.parse_propfind()
+        if not results:
+            return set(), set()
+        props = results[0].properties  # Depth 0: the resource itself
+        kinds = props.get(dav.ResourceType.tag) or []
+        comps = props.get(cdav.SupportedCalendarComponentSet.tag) or []
+        return (
+            {str(k) for k in kinds} if isinstance(kinds, list) else set(),
+            {str(c).upper() for c in comps} if isinstance(comps, list) else set(),
+        )
+
+    def _discover(self) -> str:
+        """The task list's URL: config.url itself when it is a calendar, else the
+        principal's calendar named task_list (created when allowed)."""
+        cfg = self.config
+        kinds, comps = self._probe(self.url)
+        if cdav.Calendar.tag in kinds:
+            if comps and "VTODO" not in comps:
+                raise BackendUnavailable(
+                    f"{self.url} is a calendar that cannot hold tasks (no VTODO); point "
+                    "backend.url at a task list, or at the server root with backend.task_list"
+                )
+            return self.url
+        try:
+            principal = self._client.principal()
+            calendars = principal.calendars()
+            lists = []
+            for cal in calendars:
+                comps = cal.get_supported_components()
+                if not comps or "VTODO" in comps:
+                    lists.append((cal, cal.get_display_name() or ""))
+        except Exception as exc:
+            raise _translate(exc, self._where, "find the task lists") from None
+        wanted = cfg.task_list
+        if wanted:
+            for cal, name in lists:
+                slug = unquote(urlsplit(str(cal.url)).path.rstrip("/").rsplit("/", 1)[-1])
+                if wanted.casefold() in (name.casefold(), slug.casefold()):
+                    return str(cal.url)
+        elif lists:
+            return str(lists[0][0].url)
+        names = ", ".join(sorted(repr(n) for _, n in lists if n)) or "none"
+        if not cfg.create:
+            what = f"no task list named '{wanted}'" if wanted else "no task list"
+            raise BackendUnavailable(
+                f"{self.url} has {what} (task lists there: {names}); set backend.create: "
+                "true to create it, or backend.task_list to one of these"
+            )
+        name = wanted or "Keep in touch"
+        try:
+            made = principal.make_calendar(name=name, supported_calendar_component_set=["VTODO"])
+        except Exception as exc:
+            raise _translate(exc, self._where, f"create the task list '{name}'") from None
+        log.info("created the task list '%s' at %s", name, made.url)
+        return str(made.url)
+
+    # --- listing ----------------------------------------------------------------------------
+
+    def fetch_listing(self) -> Listing:
+        try:
+            self._connect()
+            try:
+                self._refresh()
+            except _CollectionGone:
+                self._forget_collection()
+                self._connect()
+                self._refresh()
+        except _CollectionGone:
+            raise BackendUnavailable(
+                f"{self._where} is gone (HTTP 404); was it deleted or renamed on the server?"
+            ) from None
+        except Exception as exc:
+            raise _translate(exc, self._where, "list the tasks") from None
+        listing = Listing()
+        for item in self._items.values():
+            if item.task is not None:
+                listing.tasks.append(item.task)
+            elif item.problem is not None:
+                listing.problems.append(item.problem)
+        return listing
+
+    def _forget_collection(self) -> None:
+        log.warning("%s answers 404; looking for the task list again", self._where)
+        if self._cache is not None:
+            self._cache.put(self._list_key, None)
+        self._calendar = None
+        self._client = None
+
+    def _refresh(self) -> None:
+        if self._mode == "sync":
+            try:
+                self._sync()
+                return
+            except _SyncUnsupported as exc:
+                log.warning(
+                    "%s does not support sync-collection (%s); listing it by ETags instead",
+                    self._where,
+                    exc,
+                )
+                self._mode = "etag"
+                if self._cache is not None:
+                    self._cache.put(f"mode|{self.collection}", str(time.time()))
+        self._etag_listing()
+
+    def _sync(self) -> None:
+        token = self._token
+        try:
+            changed, removed, new_token = self._report_sync(token)
+        except _TokenRejected:
+            log.info(
+                "%s no longer accepts the sync token (expired or reset); listing it once in full",
+                self._where,
+            )
+            token = None
+            try:
+                changed, removed, new_token = self._report_sync(None)
+            except _TokenRejected as exc:
+                raise BackendUnavailable(
+                    f"{self._where} refused a listing without a token"
+                ) from exc
+        self._reconcile(changed, removed, complete=token is None, token=new_token)
+
+    def _report_sync(
+        self, token: str | None
+    ) -> tuple[dict[str, tuple[str, str | None]], set[str], str]:
+        try:
+            result = self._calendar.get_objects_by_sync_token(
+                token, load_objects=False, disable_fallback=True
+            )
+        except dav_error.NotFoundError:
+            raise _CollectionGone() from None
+        except dav_error.DAVError as exc:
+            if isinstance(exc, dav_error.RateLimitError):
+                raise
+            pre = set(exc.preconditions)
+            refused = isinstance(exc, dav_error.AuthorizationError)
+            if token and (
+                VALID_SYNC_TOKEN in pre or (not refused and exc.status in (400, 409, 410, 412))
+            ):
+                raise _TokenRejected() from exc
+            if exc.status == 404:
+                raise _CollectionGone() from None
+            if SUPPORTED_REPORT in pre or (
+                not isinstance(exc, dav_error.AuthorizationError)
+                and exc.status in (400, 403, 405, 415, 422, 501)
+            ):
+                raise _SyncUnsupported(f"HTTP {exc.status}") from exc
+            raise
+        if getattr(result, "truncated", False):
+            raise _SyncUnsupported("the server cut the sync report short")
+        new_token = result.sync_token
+        if not new_token or str(new_token).startswith("fake-"):
+            raise _SyncUnsupported("no sync token in the answer")
+        deleted = {_key(str(u)) for u in getattr(result, "deleted_urls", ()) or ()}
+        changed: dict[str, tuple[str, str | None]] = {}
+        for obj in result:
+            href = urlsplit(str(obj.url)).path
+            key = _key(href)
+            if key in deleted or key.endswith("/") or key.rstrip("/") == self._path.rstrip("/"):
+                continue
+            changed[key] = (href, obj.props.get(dav.GetEtag.tag))
+        return changed, deleted, str(new_token)
+
+    def _etag_listing(self) -> None:
+        body = (
+            b'<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"><D:prop>'
+            b"<D:getetag/><D:resourcetype/></D:prop></D:propfind>"
+        )
+        response = self._client.propfind(self.collection, body, 1)
+        if response.status == 404:
+            raise _CollectionGone()
+        if response.status not in (200, 207):
+            raise _translate(
+                dav_error.PropfindError(
+                    self.collection, f"HTTP {response.status}", status=response.status
+                ),
+                self._where,
+                "list the tasks",
+            )
+        changed: dict[str, tuple[str, str | None]] = {}
+        for result in response.parse_propfind():
+            key = _key(result.href)
+            if key.endswith("/") or key.rstrip("/") == self._path.rstrip("/"):
+                continue
+            etag = result.properties.get(dav.GetEtag.tag)
+            changed[key] = (urlsplit(result.href).path, str(etag) if etag else None)
+        self._reconcile(changed, set(), complete=True, token=None)
+
+    def _reconcile(
+        self,
+        changed: dict[str, tuple[str, str | None]],
+        removed: set[str],
+        *,
+        complete: bool,
+        token: str | None,
+    ) -> None:
+        """Apply what the server reported: fetch only items whose ETag is new to us."""
+        removed = set(removed)
+        if complete:
+            removed |= set(self._items) - set(changed)
+        wanted = [
+            (key, href)
+            for key, (href, etag) in changed.items()
+            if etag is None or key not in self._items or self._items[key].etag != etag
+        ]
+        fresh: dict[str, _Item] = {}
+        for key, href, etag, data in self._multiget([href for _, href in wanted]):
+            fresh[key] = self._parse(href, etag or changed.get(key, (href, None))[1] or "", data)
+        for key, _href in wanted:
+            if key not in fresh:
+                removed.add(key)  # deleted between the report and the multiget
+        for key in removed:
+            self._items.pop(key, None)
+        self._items.update(fresh)
+        self._token = token
+        if self._cache is not None and self.collection is not None:
+            self._cache.save_listing(
+                self.collection, token, fresh, removed, keep=set(changed) if complete else None
+            )
+        if wanted or removed:
+            log.debug(
+                "%s: %d changed item(s) fetched, %d removed", self._where, len(fresh), len(removed)
+            )
+
+    def _multiget(self, hrefs: list[str]) -> Iterator[tuple[str, str, str | None, bytes]]:
+        for start in range(0, len(hrefs), MULTIGET_BATCH):
+            batch = hrefs[start : start + MULTIGET_BATCH]
+            root = (
+                cdav.CalendarMultiGet()
+                + (dav.Prop() + [dav.GetEtag(), cdav.CalendarData()])
+                + [dav.Href(value=quote(h, safe="/@:+,;=!$&'()*~")) for h in batch]
+            )
+            body = etree.tostring(root.xmlelement(), encoding="utf-8", xml_declaration=True)
+            response = self._client.report(self.collection, body, 1)
+            if response.status == 404:
+                raise _CollectionGone()
+            if response.status not in (200, 207):
+                raise _translate(
+                    dav_error.ReportError(
+                        self.collection, f"HTTP {response.status}", status=response.status
+                    ),
+                    self._where,
+                    "read the changed tasks",
+                )
+            for result in response.parse_calendar_query():
+                if result.calendar_data is None or result.status == 404:
+                    continue  # deleted meanwhile
+                path = urlsplit(result.href).path
+                yield _key(path), path, result.etag, result.calendar_data.encode("utf-8")
+
+    def _parse(self, href: str, etag: str, data: bytes) -> _Item:
+        found = task_from_ical(data, href, etag)
+        item = _Item(href, etag)
+        if isinstance(found, KitTask):
+            item.task, item.data = found, data
+        elif isinstance(found, ItemProblem) and found.contact_id is not None:
+            item.problem, item.data = found, data
+        return item
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def _send(self, method: str, href: str, body: bytes | str, headers: dict[str, str]) -> Any:
+        url = urljoin(self.collection or self.url, quote(href, safe="/@:+,;=!$&'()*~"))
+        try:
+            return self._client.request(url, method, body, headers)
+        except dav_error.AuthorizationError as exc:
+            pre = set(exc.preconditions)
+            if pre & UID_CONFLICT:
+                raise AlreadyExists(
+                    f"another task on the server already has this UID ({href})"
+                ) from None
+            if exc.status == 403 and pre:
+                names = ", ".join(p.split("}")[-1] for p in pre)
+                raise ItemRejected(f"the server refused {href} (HTTP 403: {names})") from None
+            raise _translate(exc, self._where, f"write {href}") from None
+        except Exception as exc:
+            raise _translate(exc, self._where, f"write {href}") from None
+
+    def _fetch_one(self, href: str) -> tuple[bytes, str]:
+        """GET one item: its data and strong ETag. Raises NotFound."""
+        response = self._send("GET", href, "", {"Accept": "text/calendar"})
+        if response.status == 404:
+            self._drop(href, None)
+            raise NotFound(f"{href} is gone (deleted on another device?)")
+        if response.status >= 300:
+            raise _status_error(response.status, None, href, "read")
+        etag = _strong(_header(response, "ETag"))
+        data = _body(response).encode("utf-8")
+        if etag is None:
+            raise ItemRejected(f"the server gives no usable ETag for {href}; cannot edit it safely")
+        return data, etag
+
+    def _stored(self, href: str, response: Any, data: bytes) -> _Item:
+        """The item after our PUT: the ETag the server returned, else read it back."""
+        etag = _strong(_header(response, "ETag"))
+        if etag is None:
+            # A server that changed what we sent must not return a strong ETag
+            # (RFC 4791 5.3.4): read back what it stored.
+            data, etag = self._fetch_one(href)
+        return self._parse(href, etag, data)
+
+    def create_task(self, new: NewTask) -> KitTask:
+        self._ensure_connected()
+        data = new_vtodo(new, self.tz, self._clock())
+        href = self._path + _file_name(new.uid)
+        response = self._send("PUT", href, data, {**ICS, "If-None-Match": "*"})
+        if response.status == 412:
+            raise AlreadyExists(f"{href} already exists")
+        if (
+            response.status in (403, 409)
+            and set(dav_error.parse_preconditions(_body(response))) & UID_CONFLICT
+        ):
+            raise AlreadyExists(f"another task on the server already has the UID {new.uid}")
+        if response.status not in (200, 201, 204):
+            raise _status_error(response.status, _body(response), href, "create")
+        item = self._stored(href, response, data)
+        if item.task is None:
+            raise ItemRejected(f"{href}: the server stored a task that does not read back")
+        self._remember(href, item, None)
+        return item.task
+
+    def update_task(self, task: KitTask, change: TaskChange) -> KitTask:
+        self._ensure_connected()
+        href = task.href
+        current = self._current_data(task)
+        try:
+            data = apply_change(current, change, self.tz, self._clock())
+        except ParseError as exc:
+            raise ItemRejected(f"{href}: {exc}") from None
+        response = self._send("PUT", href, data, {**ICS, "If-Match": task.etag})
+        if response.status == 412:
+            self._conflict_or_gone(href)
+        if response.status not in (200, 201, 204):
+            raise _status_error(response.status, _body(response), href, "update")
+        item = self._stored(href, response, data)
+        if item.task is None:
+            raise ItemRejected(f"{href}: the server stored a task that does not read back")
+        self._remember(href, item, task.etag)
+        return item.task
+
+    def delete_task(self, task: KitTask) -> None:
+        self._ensure_connected()
+        href = task.href
+        known = self._items.get(_key(href))
+        if known is not None and known.etag != task.etag:
+            raise Conflict(f"{href} changed since it was read")
+        response = self._send("DELETE", href, "", {"If-Match": task.etag})
+        if response.status == 412:
+            self._conflict_or_gone(href)
+        if response.status == 404:
+            self._drop(href, task.etag)
+            raise NotFound(f"{href} is gone (deleted on another device?)")
+        if response.status not in (200, 202, 204):
+            raise _status_error(response.status, _body(response), href, "delete")
+        self._drop(href, task.etag)
+
+    def _ensure_connected(self) -> None:
+        try:
+            self._connect()
+        except _CollectionGone:
+            raise BackendUnavailable(f"{self._where} is gone (HTTP 404)") from None
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise _translate(exc, self._where, "connect") from None
+
+    def _current_data(self, task: KitTask) -> bytes:
+        """The raw item `task` was read from; Conflict if we know a newer version."""
+        known = self._items.get(_key(task.href))
+        if known is not None and known.etag != task.etag:
+            raise Conflict(f"{task.href} changed since it was read")
+        if known is not None and known.data is not None:
+            return known.data
+        if known is not None and self._cache is not None and self.collection is not None:
+            data = self._cache.data(self.collection, _key(task.href), task.etag)
+            if data is not None:
+                known.data = data
+                return data
+        data, etag = self._fetch_one(task.href)
+        if etag != task.etag:
+            raise Conflict(f"{task.href} changed since it was read")
+        return data
+
+    def _conflict_or_gone(self, href: str) -> None:
+        """A 412 on If-Match: changed, or (Radicale answers 412 for this too) deleted."""
+        self._fetch_one(href)  # raises NotFound when gone
+        raise Conflict(f"{href} changed on the server since it was read")
+
+    def _remember(self, href: str, item: _Item, before: str | None) -> None:
+        key = _key(href)
+        self._items[key] = item
+        if self._cache is not None and self.collection is not None:
+            try:
+                self._cache.save_write(self.collection, key, item, before)
+            except sqlite3.Error as exc:
+                log.warning("could not note a write in the CalDAV cache: %s", exc)
+
+    def _drop(self, href: str, etag: str | None) -> None:
+        key = _key(href)
+        self._items.pop(key, None)
+        if self._cache is not None and self.collection is not None and etag is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._cache.save_write(self.collection, key, None, etag)
+
+    def close(self) -> None:
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None
+        self._client = None
+        self._calendar = None

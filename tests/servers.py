@@ -1,0 +1,341 @@
+"""Real CalDAV servers for the tests: Radicale and Xandikos, as subprocesses on
+127.0.0.1 and free ports, with their data in a temporary folder.
+
+Both come from PyPI (the `test` extra). A server can be stopped, killed and started
+again on the same port and data, which the fault tests use. `Phone` is an
+independent client (plain httpx, not the caldav library kit-sync uses) that plays a
+phone app or a desktop client writing to the same task list.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urljoin
+
+import httpx
+import pytest
+
+KINDS = ("radicale", "xandikos")
+
+MKCALENDAR = """<?xml version="1.0" encoding="utf-8"?>
+<C:mkcalendar xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">
+  <D:set><D:prop>
+    <D:displayname>{name}</D:displayname>
+    <C:supported-calendar-component-set><C:comp name="VTODO"/></C:supported-calendar-component-set>
+  </D:prop></D:set>
+</C:mkcalendar>"""
+
+PROPFIND_ETAGS = """<?xml version="1.0" encoding="utf-8"?>
+<D:propfind xmlns:D="DAV:"><D:prop><D:getetag/><D:resourcetype/></D:prop></D:propfind>"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(
+    port: int, proc: subprocess.Popen[bytes] | None, log: Path, timeout: float = 30
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text()[-3000:]
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{tail}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(
+        f"server did not listen on {port} within {timeout} s:\n{log.read_text()[-3000:]}"
+    )
+
+
+class DavServer:
+    """One server process. `root` is what a user would put in `url:`."""
+
+    kind = ""
+    user = "alice"
+    password = "s3cret"
+
+    def __init__(self, folder: Path, *, port: int | None = None) -> None:
+        self.folder = folder
+        self.data = folder / "data"
+        self.port = port or free_port()
+        self.log = folder / "server.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    @property
+    def home(self) -> str:
+        """Where this user's calendars live (for making collections directly)."""
+        raise NotImplementedError
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def auth(self) -> tuple[str, str] | None:
+        return (self.user, self.password)
+
+    # --- process ------------------------------------------------------------------------
+
+    def start(self) -> DavServer:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self.command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        wait_for_port(self.port, self.proc, self.log)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.proc = None
+
+    def kill(self) -> None:
+        """kill -9: the server is gone without a goodbye."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    # --- collections --------------------------------------------------------------------
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(auth=self.auth(), timeout=30)
+
+    def new_collection(self, name: str | None = None) -> str:
+        """A fresh, empty VTODO task list; returns its URL."""
+        slug = uuid.uuid4().hex[:12]
+        url = urljoin(self.root, self.home + slug + "/")
+        with self.http() as http:
+            r = http.request(
+                "MKCALENDAR",
+                url,
+                content=MKCALENDAR.format(name=name or f"tasks {slug}").encode(),
+                headers={"Content-Type": "application/xml; charset=utf-8"},
+            )
+            assert r.status_code in (200, 201), (r.status_code, r.text)
+        return url
+
+    def provision(self) -> None:
+        """Make sure the user's home exists (a first login)."""
+
+
+class Radicale(DavServer):
+    kind = "radicale"
+
+    def __init__(self, folder: Path, *, port: int | None = None, htpasswd: bool = False) -> None:
+        super().__init__(folder, port=port)
+        self.htpasswd = htpasswd
+
+    @property
+    def home(self) -> str:
+        return f"/{self.user}/"
+
+    def command(self) -> list[str]:
+        config = self.folder / "radicale.conf"
+        auth = "[auth]\ntype = none\n"
+        if self.htpasswd:
+            users = self.folder / "users"
+            users.write_text(f"{self.user}:{self.password}\n")
+            auth = (
+                f"[auth]\ntype = htpasswd\nhtpasswd_filename = {users}\n"
+                "htpasswd_encryption = plain\ndelay = 0\n"
+            )
+        config.write_text(
+            f"[server]\nhosts = 127.0.0.1:{self.port}\n\n{auth}\n"
+            f"[storage]\nfilesystem_folder = {self.data}\n\n"
+            "[rights]\ntype = owner_only\n\n[logging]\nlevel = warning\n"
+        )
+        return [sys.executable, "-m", "radicale", "--config", str(config)]
+
+    def provision(self) -> None:
+        with self.http() as http:
+            http.request("PROPFIND", urljoin(self.root, self.home), headers={"Depth": "0"})
+
+    def forget_sync_tokens(self, collection_url: str) -> None:
+        """Radicale's token history for a collection, gone (as after its max age)."""
+        path = unquote(httpx.URL(collection_url).path).strip("/")
+        cache = self.data / "collection-root" / path / ".Radicale.cache" / "sync-token"
+        if cache.exists():
+            for f in cache.iterdir():
+                f.unlink()
+
+
+class Xandikos(DavServer):
+    kind = "xandikos"
+    user = "user"
+
+    @property
+    def home(self) -> str:
+        return "/user/calendars/"
+
+    def auth(self) -> tuple[str, str] | None:
+        return None  # Basic auth needs TLS on Xandikos; it runs open on 127.0.0.1 here
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "xandikos.web",
+            "--listen-address",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--directory",
+            str(self.data),
+            "--defaults",
+            "--no-detect-systemd",
+            "--state-dir",
+            str(self.folder / "state"),
+        ]
+
+
+def make_server(kind: str, folder: Path, **kw: Any) -> DavServer:
+    cls: type[DavServer] = {"radicale": Radicale, "xandikos": Xandikos}[kind]
+    server = cls(folder, **kw)
+    server.start()
+    server.provision()
+    return server
+
+
+@contextlib.contextmanager
+def running(kind: str, folder: Path, **kw: Any) -> Iterator[DavServer]:
+    server = make_server(kind, folder, **kw)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# --- an independent client: the phone --------------------------------------------------
+
+
+class Phone:
+    """A second client on the same task list (httpx, no caldav library): what
+    tasks.org, Thunderbird or iOS Reminders do to the tasks, written to the server."""
+
+    def __init__(self, server: DavServer, collection: str) -> None:
+        self.server = server
+        self.collection = collection
+        self.http = server.http()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def url(self, href: str) -> str:
+        return urljoin(self.collection, href)
+
+    def listing(self) -> dict[str, str]:
+        """href -> etag of every item in the list."""
+        r = self.http.request(
+            "PROPFIND",
+            self.collection,
+            headers={"Depth": "1", "Content-Type": "application/xml; charset=utf-8"},
+            content=PROPFIND_ETAGS.encode(),
+        )
+        assert r.status_code == 207, r.text
+        out = {}
+        for block in re.findall(r"<(?:\w+:)?response>(.*?)</(?:\w+:)?response>", r.text, re.S):
+            href = re.search(r"<(?:\w+:)?href>(.*?)</(?:\w+:)?href>", block, re.S)
+            etag = re.search(r"<(?:\w+:)?getetag>(.*?)</(?:\w+:)?getetag>", block, re.S)
+            if href and etag and not href.group(1).endswith("/"):
+                out[href.group(1)] = etag.group(1).replace("&quot;", '"')
+        return out
+
+    def get(self, href: str) -> tuple[str, str]:
+        r = self.http.get(self.url(href))
+        assert r.status_code == 200, (r.status_code, r.text)
+        return r.text, r.headers["etag"]
+
+    def put(self, href: str, text: str, etag: str | None = None) -> str:
+        headers = {"Content-Type": "text/calendar; charset=utf-8"}
+        headers["If-Match" if etag else "If-None-Match"] = etag or "*"
+        r = self.http.put(
+            self.url(href),
+            content=text.replace("\r\n", "\n").replace("\n", "\r\n").encode(),
+            headers=headers,
+        )
+        assert r.status_code in (200, 201, 204), (r.status_code, r.text)
+        return r.headers.get("etag", "")
+
+    def edit(self, href: str, fn: Any) -> str:
+        """Read, change with fn(text) -> text, write back conditionally."""
+        text, etag = self.get(href)
+        return self.put(href, fn(text), etag)
+
+    def delete(self, href: str) -> None:
+        r = self.http.delete(self.url(href))
+        assert r.status_code in (200, 204), (r.status_code, r.text)
+
+
+# --- shared servers: one per kind for the whole test session ---------------------------
+
+_SHARED: dict[str, DavServer] = {}
+
+
+def shared(kind: str, request: pytest.FixtureRequest) -> DavServer:
+    """The session's server of this kind, started on first use and stopped at the end
+    of the session (the test modules share it; each test makes its own task list)."""
+    pytest.importorskip(kind)
+    server = _SHARED.get(kind)
+    if server is None or server.proc is None or server.proc.poll() is not None:
+        factory = request.getfixturevalue("tmp_path_factory")
+        server = make_server(kind, Path(factory.mktemp(f"{kind}-shared")))
+        _SHARED[kind] = server
+        request.config.add_cleanup(server.stop)
+    return server
+
+
+def caldav_config(server: DavServer, url: str | None = None, **extra: Any) -> Any:
+    """A validated `backend:` section for kit-sync pointing at `url` (a task list)."""
+    from kit_sync.config import CaldavConfig
+
+    data: dict[str, Any] = {"type": "caldav", "url": url or server.root, "timeout": 10}
+    auth = server.auth()
+    if auth is not None:
+        data.update(username=auth[0], password=auth[1])
+    elif server.kind == "xandikos":
+        data.update(username=server.user, password="unused")
+    data.update(extra)
+    return CaldavConfig.model_validate(data)
+
+
+FOREIGN = """BEGIN:VCALENDAR
+VERSION:2.0
+PRODID:-//Some Phone//EN
+BEGIN:VTODO
+UID:{uid}
+DTSTAMP:20261101T090000Z
+SUMMARY:{summary}
+DUE;VALUE=DATE:20261201
+STATUS:NEEDS-ACTION
+END:VTODO
+END:VCALENDAR
+"""
