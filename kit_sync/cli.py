@@ -368,7 +368,7 @@ def health(
 
         _echo(redact(("healthy: " if verdict.ok else "unhealthy: ") + verdict.reason))
     if not verdict.ok:
-        raise typer.Exit(1)
+        sys.exit(1)  # the verdict is the whole message (typer.Exit returns 0 from main)
 
 
 def main(argv: list[str] | None = None) -> None:
