@@ -330,6 +330,14 @@ class State:
         r = self.db.execute("SELECT value FROM tokens WHERE key = ?", (key,)).fetchone()
         return str(r["value"]) if r else None
 
+    def tokens(self, prefix: str) -> dict[str, str]:
+        """Every token whose key starts with `prefix` (a backend's own cache)."""
+        rows = self.db.execute(
+            "SELECT key, value FROM tokens WHERE key >= ? AND key < ?",
+            (prefix, prefix + "\U0010ffff"),
+        ).fetchall()
+        return {str(r["key"]): str(r["value"]) for r in rows}
+
     def set_token(self, key: str, value: str | None) -> None:
         if value is None:
             self.db.execute("DELETE FROM tokens WHERE key = ?", (key,))
