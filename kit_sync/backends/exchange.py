@@ -1,0 +1,1154 @@
+"""Outlook tasks on Exchange, through Exchange Web Services (exchangelib).
+
+Each contact has one native *regenerating* Outlook task ("Regenerate new task N
+weeks after each task is completed"), so Outlook, OWA and phones show and
+regenerate it themselves. kit-sync's part:
+
+- the task carries named properties in the PublicStrings set: the contact id (the
+  ownership marker, X-KIT-SYNC-CONTACT), the kit UID, and kit-sync's bookkeeping
+  (KitMeta as JSON). Items without the marker are never read further, changed or
+  deleted;
+- completing a regenerating task (in Outlook, on a phone, or through EWS) leaves the
+  same item open as the next occurrence, with a due date the server or Outlook
+  computed (the server counts in UTC, so it can be a day off), and creates a
+  completed one-off copy. The copy is listed as a COMPLETED task with its own uid
+  (derived from its item id): that is the touch. The plan then checks the master's
+  new due date against `touch day + every` and fixes it with a conditional update;
+- change detection is SyncFolderItems with the sync state and a cache of the kit
+  items kept in the state DB: an idle cycle is one EWS request, also in a new
+  process. SyncFolderItems cannot return every property, so changed kit items are
+  read with one GetItem;
+- writes are conditional: UpdateItem with the item's change key and
+  ConflictResolution=NeverOverwrite (ErrorIrresolvableConflict -> Conflict). EWS
+  DeleteItem ignores change keys, so a delete first reads the current change key.
+
+All exchangelib errors become kit-sync backend errors in `_translate`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
+
+import requests
+from exchangelib import (
+    BASIC,
+    DELEGATE,
+    IMPERSONATION,
+    NTLM,
+    OAUTH2,
+    Account,
+    BaseProtocol,
+    Body,
+    Build,
+    Configuration,
+    Credentials,
+    EWSDateTime,
+    ExtendedProperty,
+    FailFast,
+    FaultTolerance,
+    Identity,
+    Mailbox,
+    NoVerifyHTTPAdapter,
+    OAuth2Credentials,
+    Task,
+    Version,
+)
+from exchangelib import errors as ews
+from exchangelib.fields import FieldPath, InvalidField
+from exchangelib.folders import Folder, Root, Tasks
+from exchangelib.items import (
+    ALL_OCCURRENCES,
+    ID_ONLY,
+    MOVE_TO_DELETED_ITEMS,
+    NEVER_OVERWRITE,
+    SAVE_ONLY,
+    SEND_TO_NONE,
+)
+from exchangelib.properties import DistinguishedFolderId
+from exchangelib.protocol import Protocol
+from exchangelib.recurrence import (
+    DailyRegeneration,
+    MonthlyRegeneration,
+    TaskRecurrence,
+    WeeklyRegeneration,
+    YearlyRegeneration,
+)
+from exchangelib.restriction import Q, Restriction
+from exchangelib.services import (
+    CreateFolder,
+    CreateItem,
+    DeleteItem,
+    FindFolder,
+    GetItem,
+    SyncFolderItems,
+    UpdateItem,
+)
+from exchangelib.version import (
+    EXCHANGE_2007,
+    EXCHANGE_2010,
+    EXCHANGE_2013,
+    EXCHANGE_2016,
+    EXCHANGE_2019,
+    EXCHANGE_O365,
+)
+
+from kit_sync.backends.base import (
+    AlreadyExists,
+    AuthFailed,
+    BackendError,
+    BackendUnavailable,
+    Conflict,
+    ItemRejected,
+    NotFound,
+    Throttled,
+)
+from kit_sync.cadence import Interval, IntervalError
+from kit_sync.model import (
+    MARKER,
+    AnchorKind,
+    ItemProblem,
+    KitMeta,
+    KitTask,
+    Listing,
+    NewTask,
+    Status,
+    TaskChange,
+    TaskContent,
+    contact_from_uid,
+    make_uid,
+)
+
+log = logging.getLogger("kit_sync.exchange")
+
+P_UID = "X-KIT-SYNC-UID"
+P_META = "X-KIT-SYNC-META"
+P_DONE = "X-KIT-SYNC-DONE"  # completion stamp kit-sync recorded (EWS ignores CompleteDate)
+P_STATE = "X-KIT-SYNC-STATE"  # "cancelled" on a task kit-sync retired
+CACHE_VERSION = 1
+SYNC_PAGE = 512  # SyncFolderItems returns at most 512 changes per call
+
+# --- named properties (PublicStrings) ---------------------------------------------------
+
+
+class _KitProperty(ExtendedProperty):
+    distinguished_property_set_id = "PublicStrings"
+    property_type = "String"
+
+
+class _ContactProp(_KitProperty):
+    property_name = MARKER
+
+
+class _UidProp(_KitProperty):
+    property_name = P_UID
+
+
+class _MetaProp(_KitProperty):
+    property_name = P_META
+
+
+class _DoneProp(_KitProperty):
+    property_name = P_DONE
+
+
+class _StateProp(_KitProperty):
+    property_name = P_STATE
+
+
+_PROPS: dict[str, type[ExtendedProperty]] = {
+    "kit_contact": _ContactProp,
+    "kit_uid": _UidProp,
+    "kit_meta": _MetaProp,
+    "kit_done": _DoneProp,
+    "kit_state": _StateProp,
+}
+_register_lock = threading.Lock()
+
+
+def _register_properties() -> None:
+    """Make the named properties attributes of exchangelib's Task (once per process)."""
+    with _register_lock:
+        for name, cls in _PROPS.items():
+            try:
+                Task.get_field_by_fieldname(name)
+            except InvalidField:
+                Task.register(name, cls)
+
+
+def _paths(*names: str) -> set[FieldPath]:
+    return {FieldPath(field=Task.get_field_by_fieldname(n)) for n in names}
+
+
+#: Asked in SyncFolderItems: just enough to tell our items from foreign ones.
+SYNC_FIELDS = ("kit_contact", "kit_uid")
+#: Read with GetItem for each changed kit item.
+READ_FIELDS = (
+    "subject",
+    "due_date",
+    "status",
+    "complete_date",
+    "recurrence",
+    "reminder_is_set",
+    "reminder_due_by",
+    *_PROPS,
+)
+
+# --- small pure helpers ------------------------------------------------------------------
+
+
+def regeneration_for(every: str | None) -> Any:
+    """The Outlook regeneration pattern for a kit interval ("P21D" -> every 3 weeks)."""
+    try:
+        iv = Interval.parse(every or "P7D")
+    except IntervalError:
+        iv = Interval(days=7)
+    if iv.months and not iv.days:
+        if iv.months % 12 == 0:
+            return YearlyRegeneration(interval=iv.months // 12)
+        return MonthlyRegeneration(interval=iv.months)
+    if iv.days and not iv.months:
+        if iv.days % 7 == 0:
+            return WeeklyRegeneration(interval=iv.days // 7)
+        return DailyRegeneration(interval=iv.days)
+    return DailyRegeneration(interval=iv.approx_days())  # no Outlook pattern; kit-sync corrects
+
+
+def importance_for(priority: int) -> str:
+    """iCalendar priority (1 highest .. 9 lowest, 0 none) -> Outlook importance."""
+    if 1 <= priority <= 4:
+        return "High"
+    if priority >= 6:
+        return "Low"
+    return "Normal"
+
+
+def meta_to_json(meta: KitMeta) -> str:
+    return json.dumps(
+        {
+            "v": 1,
+            "anchor": meta.anchor.isoformat() if meta.anchor else None,
+            "kind": meta.anchor_kind.value,
+            "every": meta.every,
+            "due": meta.planned_due.isoformat() if meta.planned_due else None,
+            "from": meta.from_uid,
+            "hash": meta.fingerprint,
+        },
+        separators=(",", ":"),
+        sort_keys=True,
+    )
+
+
+def meta_from_json(contact_id: str, text: str | None) -> KitMeta:
+    """KitMeta from the property; only the contact id when it is missing or unreadable
+    (the plan then adopts the task as it is, as for a client that dropped it)."""
+    if not text:
+        return KitMeta(contact_id)
+    try:
+        raw = json.loads(text)
+        return KitMeta(
+            contact_id,
+            date.fromisoformat(raw["anchor"]) if raw.get("anchor") else None,
+            AnchorKind(raw.get("kind") or "touch"),
+            raw.get("every") or None,
+            date.fromisoformat(raw["due"]) if raw.get("due") else None,
+            raw.get("from") or None,
+            raw.get("hash") or None,
+        )
+    except (ValueError, TypeError, KeyError, AttributeError):
+        log.warning("unreadable kit-sync bookkeeping on a task of %s; adopting it", contact_id)
+        return KitMeta(contact_id)
+
+
+def _iso_or_none(value: date | datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _stamp_from(text: str | None) -> datetime | date | None:
+    if not text:
+        return None
+    if len(text) == 10:
+        return date.fromisoformat(text)
+    return datetime.fromisoformat(text)
+
+
+def parse_version(text: str) -> Version:
+    names = {
+        "2007": EXCHANGE_2007,
+        "2010": EXCHANGE_2010,
+        "2013": EXCHANGE_2013,
+        "2016": EXCHANGE_2016,
+        "2019": EXCHANGE_2019,
+        "online": EXCHANGE_O365,
+    }
+    build = names.get(text.lower())
+    if build is None:
+        parts = [int(p) for p in text.split(".")]
+        build = Build(*parts)
+    return Version(build=build)
+
+
+# --- the cache of kit items -----------------------------------------------------------------
+
+
+@dataclass
+class _Entry:
+    """What kit-sync knows about one kit item, as of change key `ck`."""
+
+    id: str
+    ck: str
+    contact_id: str
+    stored_uid: str | None
+    status: Status
+    due: date | None
+    completed: datetime | date | None
+    summary: str
+    recurring: bool
+    reminder: datetime | None
+    meta: KitMeta
+    has_done: bool = False
+    problem: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        m = self.meta
+        return {
+            "ck": self.ck,
+            "cid": self.contact_id,
+            "uid": self.stored_uid,
+            "status": self.status.value,
+            "due": _iso_or_none(self.due),
+            "completed": _iso_or_none(self.completed),
+            "summary": self.summary,
+            "rec": self.recurring,
+            "rem": _iso_or_none(self.reminder),
+            "meta": None if m == KitMeta(self.contact_id) else meta_to_json(m),
+            "done": self.has_done,
+            "problem": self.problem,
+        }
+
+    @classmethod
+    def from_json(cls, item_id: str, raw: dict[str, Any]) -> _Entry:
+        cid = raw["cid"]
+        return cls(
+            item_id,
+            raw["ck"],
+            cid,
+            raw.get("uid"),
+            Status(raw["status"]),
+            date.fromisoformat(raw["due"]) if raw.get("due") else None,
+            _stamp_from(raw.get("completed")),
+            raw.get("summary") or "",
+            bool(raw.get("rec")),
+            datetime.fromisoformat(raw["rem"]) if raw.get("rem") else None,
+            meta_from_json(cid, raw.get("meta")),
+            bool(raw.get("done")),
+            raw.get("problem"),
+        )
+
+
+@dataclass
+class _Cache:
+    sync_state: str | None = None
+    folder_id: str | None = None
+    version: str | None = None  # the server build learned from a response
+    items: dict[str, _Entry] = field(default_factory=dict)
+
+    def to_text(self) -> str:
+        return json.dumps(
+            {
+                "v": CACHE_VERSION,
+                "sync": self.sync_state,
+                "folder": self.folder_id,
+                "version": self.version,
+                "items": {k: e.to_json() for k, e in self.items.items()},
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_text(cls, text: str | None) -> _Cache:
+        if not text:
+            return cls()
+        try:
+            raw = json.loads(text)
+            if raw.get("v") != CACHE_VERSION:
+                return cls()
+            return cls(
+                raw.get("sync"),
+                raw.get("folder"),
+                raw.get("version"),
+                {k: _Entry.from_json(k, v) for k, v in raw.get("items", {}).items()},
+            )
+        except (ValueError, TypeError, KeyError, AttributeError):
+            log.warning("the cached Exchange listing is unreadable; reading the folder again")
+            return cls()
+
+
+# --- error translation ------------------------------------------------------------------
+
+
+class _Patience(FaultTolerance):
+    """exchangelib's fault-tolerant retry policy, except that a 401 is a refusal of
+    our credentials (FaultTolerance would treat it as throttling and retry for as
+    long as max_wait allows)."""
+
+    def raise_response_errors(self, response: Any) -> Any:
+        if response.status_code == 401:
+            raise ews.UnauthorizedError(f"Invalid credentials for {response.url}")
+        return super().raise_response_errors(response)
+
+
+#: Errors that say "not now" rather than "not this": the daemon retries with back-off.
+_TRANSIENT = (
+    ews.ErrorTimeoutExpired,
+    ews.ErrorInternalServerTransientError,
+    ews.ErrorInternalServerError,
+    ews.ErrorMailboxStoreUnavailable,
+    ews.ErrorMailboxMoveInProgress,
+    ews.ErrorConnectionFailed,
+    ews.ErrorTooManyObjectsOpened,
+)
+
+
+def _short(text: str, limit: int = 240) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _translate(exc: Exception, what: str) -> BackendError:
+    """exchangelib's error classes -> kit-sync's small hierarchy (the one place)."""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, BackendError):
+        return exc
+    if isinstance(exc, ews.UnauthorizedError):
+        return AuthFailed(
+            f"Exchange refused the credentials while {what}; check backend.username, "
+            "backend.password and backend.auth"
+        )
+    if isinstance(exc, ews.ErrorImpersonateUserDenied | ews.ErrorNonExistentMailbox):
+        return AuthFailed(f"Exchange refused access to the mailbox while {what}: {text}")
+    if isinstance(exc, ews.ErrorAccessDenied):
+        return AuthFailed(
+            f"access denied while {what} ({text}); with access: delegate the login needs "
+            "rights on the mailbox's Tasks folder"
+        )
+    if isinstance(exc, ews.RateLimitError):
+        wait = float(getattr(exc, "wait", 0) or 0) or None
+        return Throttled(
+            f"Exchange is busy (asked to wait {wait:.0f} s, more than backend.max_retry_wait)"
+            if wait
+            else "Exchange is busy",
+            retry_after=wait,
+        )
+    if isinstance(exc, ews.ErrorServerBusy):
+        back_off = getattr(exc, "back_off", None)
+        return Throttled(f"Exchange is busy while {what}", retry_after=back_off)
+    if isinstance(
+        exc, ews.ErrorIrresolvableConflict | ews.ErrorChangeKeyRequiredForWriteOperations
+    ):
+        return Conflict(f"the task changed in Outlook since it was read ({what})")
+    if isinstance(exc, ews.ErrorInvalidChangeKey):
+        return Conflict(f"the task changed since it was read ({what})")
+    if isinstance(exc, ews.ErrorItemNotFound | ews.ErrorInvalidIdMalformed):
+        return NotFound(f"the task is gone (deleted in Outlook?) ({what})")
+    if isinstance(exc, ews.ErrorFolderNotFound):
+        return BackendUnavailable(f"the task folder does not exist ({what})")
+    if isinstance(exc, _TRANSIENT):
+        return BackendUnavailable(f"cannot reach Exchange while {what} ({_short(text)})")
+    if isinstance(exc, ews.ResponseMessageError):
+        return ItemRejected(f"Exchange refused {what}: {type(exc).__name__}: {_short(text)}")
+    if isinstance(exc, ews.TransportError | ews.EWSError | requests.RequestException | OSError):
+        return BackendUnavailable(f"cannot reach Exchange while {what}: {_short(text)}")
+    return BackendUnavailable(f"Exchange failed while {what}: {type(exc).__name__}: {_short(text)}")
+
+
+@contextmanager
+def _ews(what: str) -> Iterator[None]:
+    try:
+        yield
+    except BackendError:
+        raise
+    except Exception as exc:  # exchangelib raises from many layers; translate them all
+        raise _translate(exc, what) from exc
+
+
+def _raise_if_error(result: Any, what: str) -> Any:
+    if isinstance(result, Exception):
+        raise _translate(result, what) from result
+    return result
+
+
+# --- the backend ------------------------------------------------------------------------------
+
+
+class ExchangeBackend:
+    """Backend over an Exchange Tasks folder. See base.Backend for the contract."""
+
+    regenerates_itself: ClassVar[bool] = True
+
+    def __init__(self, config: Any, tz: ZoneInfo) -> None:
+        _register_properties()
+        self.config = config
+        self.tz = tz
+        self.email: str = config.email
+        self._state: Any = None
+        self._cache = _Cache()
+        self._dirty = False
+        self._account: Account | None = None
+        self._folder: Any = None
+        self._cache_key = f"exchange:{self.email.lower()}:{config.folder or ''}"
+
+    # --- wiring -----------------------------------------------------------------------
+
+    def bind_state(self, state: Any) -> None:
+        """Keep the sync state and the cached listing in the state DB (an idle cycle
+        in a new process is then one request)."""
+        self._state = state
+        self._cache = _Cache.from_text(state.get_token(self._cache_key))
+
+    def _save(self) -> None:
+        if self._state is not None and self._dirty:
+            self._state.set_token(self._cache_key, self._cache.to_text())
+        self._dirty = False
+
+    def _acct(self) -> Account:
+        if self._account is None:
+            with _ews("connecting"):
+                self._account = self._make_account()
+        return self._account
+
+    def _make_account(self) -> Account:
+        cfg = self.config
+        if cfg.auth == "oauth2":
+            oauth = cfg.oauth
+            credentials: Any = OAuth2Credentials(
+                client_id=oauth.client_id,
+                client_secret=oauth.client_secret.get_secret_value(),
+                tenant_id=oauth.tenant_id,
+                identity=Identity(primary_smtp_address=self.email),
+            )
+            auth_type = OAUTH2
+        else:
+            credentials = Credentials(
+                cfg.username or self.email, cfg.password.get_secret_value() if cfg.password else ""
+            )
+            auth_type = NTLM if cfg.auth == "ntlm" else BASIC
+        if cfg.verify is False:
+            BaseProtocol.HTTP_ADAPTER_CLS = NoVerifyHTTPAdapter
+        elif isinstance(cfg.verify, str):
+            BaseProtocol.HTTP_ADAPTER_CLS = _ca_bundle_adapter(cfg.verify)
+        policy: Any = _Patience(max_wait=cfg.max_retry_wait) if cfg.max_retry_wait else FailFast()
+        version = parse_version(cfg.version) if cfg.version else None
+        if version is None and self._cache.version:
+            version = parse_version(self._cache.version)  # learned earlier: skip the guess
+        access = (
+            IMPERSONATION if cfg.access == "impersonation" or cfg.auth == "oauth2" else DELEGATE
+        )
+        if cfg.autodiscover:
+            config = Configuration(
+                credentials=credentials, auth_type=auth_type, version=version, retry_policy=policy
+            )
+            account = Account(
+                self.email,
+                config=config,
+                autodiscover=True,
+                access_type=access,
+                default_timezone=_utc_zone(),
+            )
+        else:
+            config = Configuration(
+                server=cfg.server,
+                service_endpoint=cfg.service_endpoint,
+                credentials=credentials,
+                auth_type=auth_type,
+                version=version,
+                retry_policy=policy,
+                max_connections=1,
+            )
+            account = Account(
+                self.email,
+                config=config,
+                autodiscover=False,
+                access_type=access,
+                default_timezone=_utc_zone(),
+            )
+        # Protocols are shared per (endpoint, credentials): make this config's policy
+        # and timeout the ones in force.
+        account.protocol.config.retry_policy = policy
+        account.protocol.TIMEOUT = cfg.timeout
+        return account
+
+    def close(self) -> None:
+        with suppress(Exception):
+            self._save()
+        if self._account is not None:
+            protocol = self._account.protocol
+            with suppress(Exception):
+                protocol.close()
+            with suppress(Exception):
+                del Protocol[protocol.config]
+            self._account = None
+            self._folder = None
+
+    # --- the folder ----------------------------------------------------------------------
+
+    def _root(self) -> Root:
+        # A root that never asks the server: ids are all kit-sync needs.
+        return Root(account=self._acct())
+
+    def _tasks_folder(self) -> Tasks:
+        return Tasks(
+            root=self._root(),
+            _distinguished_id=DistinguishedFolderId(
+                id=Tasks.DISTINGUISHED_FOLDER_ID, mailbox=Mailbox(email_address=self.email)
+            ),
+        )
+
+    def _target(self) -> Any:
+        """The folder the tasks live in, resolved once (then cached in the state DB)."""
+        if self._folder is not None:
+            return self._folder
+        name = self.config.folder
+        if not name:
+            self._folder = self._tasks_folder()
+            return self._folder
+        if self._cache.folder_id:
+            self._folder = Folder(root=self._root(), id=self._cache.folder_id)
+            return self._folder
+        parent = self._tasks_folder()
+        with _ews(f"looking for the task folder '{name}'"):
+            found = [
+                _raise_if_error(f, "listing task folders")
+                for f in FindFolder(account=self._acct()).call(
+                    folders=[parent],
+                    additional_fields=set(),
+                    restriction=Restriction(Q(name=name), [parent], Restriction.FOLDERS),
+                    shape=ID_ONLY,
+                    depth="Shallow",
+                    max_items=None,
+                    offset=0,
+                )
+            ]
+            if not found:
+                if not self.config.create_folder:
+                    raise BackendUnavailable(
+                        f"the task folder '{name}' does not exist under Tasks in {self.email}; "
+                        "create it in Outlook or set backend.create_folder: true"
+                    )
+                made = list(
+                    CreateFolder(account=self._acct()).call(
+                        parent_folder=parent,
+                        folders=[Tasks(root=self._root(), name=name)],
+                    )
+                )
+                if isinstance(made[0], ews.ErrorFolderExists):
+                    return self._target()  # created meanwhile by another client
+                found = [_raise_if_error(made[0], f"creating the task folder '{name}'")]
+                log.info("created the task folder '%s' in %s", name, self.email)
+        self._cache.folder_id = found[0].id
+        self._dirty = True
+        self._folder = Folder(root=self._root(), id=found[0].id)
+        return self._folder
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def fetch_listing(self) -> Listing:
+        self._sync()
+        return self._listing()
+
+    def _sync(self) -> None:
+        try:
+            self._sync_once()
+        except ews.ErrorInvalidSyncStateData:
+            log.warning("Exchange no longer accepts the saved sync state; reading the folder again")
+            self._cache.sync_state = None
+            self._cache.items.clear()
+            self._dirty = True
+            self._sync_once()
+        except ews.ErrorFolderNotFound:
+            if not self._cache.folder_id:
+                raise _translate(ews.ErrorFolderNotFound("Tasks"), "reading the tasks") from None
+            log.warning("the task folder was deleted or moved; looking it up again")
+            self._cache = _Cache(version=self._cache.version)
+            self._folder = None
+            self._dirty = True
+            self._sync_once()
+        finally:
+            self._save()
+
+    def _sync_once(self) -> None:
+        account = self._acct()
+        state = self._cache.sync_state
+        changed: set[str] = set()
+        while True:
+            svc = SyncFolderItems(account=account)
+            try:
+                changes = list(
+                    svc.call(
+                        folder=self._target(),
+                        shape=ID_ONLY,
+                        additional_fields=_paths(*SYNC_FIELDS),
+                        sync_state=state,
+                        ignore=None,
+                        max_changes_returned=SYNC_PAGE,
+                        sync_scope=None,
+                    )
+                )
+            except (ews.ErrorInvalidSyncStateData, ews.ErrorFolderNotFound, BackendError):
+                raise  # _sync recovers from the first two
+            except Exception as exc:
+                raise _translate(exc, "reading changes") from exc
+            for kind, item in changes:
+                if isinstance(item, Exception):
+                    raise _translate(item, "reading changes")
+                if kind == SyncFolderItems.DELETE:
+                    if self._cache.items.pop(item.id, None) is not None:
+                        self._dirty = True
+                    changed.discard(item.id)
+                    continue
+                if kind == SyncFolderItems.READ_FLAG_CHANGE:
+                    continue
+                owned = isinstance(item, Task) and (
+                    getattr(item, "kit_contact", None)
+                    or contact_from_uid(getattr(item, "kit_uid", None) or "")
+                )
+                if not owned:
+                    # Foreign (or no longer ours): forget it, never touch it.
+                    if self._cache.items.pop(item.id, None) is not None:
+                        self._dirty = True
+                    changed.discard(item.id)
+                    continue
+                known = self._cache.items.get(item.id)
+                if known is None or known.ck != item.changekey:
+                    changed.add(item.id)
+            if svc.sync_state != state:
+                self._dirty = True
+            state = svc.sync_state
+            if svc.includes_last_item_in_range or not changes:
+                break
+        if changed:
+            self._read_items(sorted(changed))
+        self._cache.sync_state = state
+        self._learn_version()
+
+    def _learn_version(self) -> None:
+        if self._account is None or self.config.version:
+            return
+        build = self._account.version.build
+        if build is not None:
+            text = ".".join(str(p) for p in (build.major_version, build.minor_version,
+                                             build.major_build, build.minor_build))  # fmt: skip
+            if text != self._cache.version:
+                self._cache.version = text
+                self._dirty = True
+
+    def _read_items(self, ids: list[str]) -> dict[str, _Entry]:
+        """GetItem the kit items `ids` into the cache; returns the entries read."""
+        out: dict[str, _Entry] = {}
+        with _ews("reading tasks"):
+            results = list(
+                GetItem(account=self._acct()).call(
+                    items=[(i, None) for i in ids],
+                    additional_fields=_paths(*READ_FIELDS),
+                    shape=ID_ONLY,
+                )
+            )
+        for item_id, item in zip(ids, results, strict=True):
+            if isinstance(item, ews.ErrorItemNotFound):
+                self._cache.items.pop(item_id, None)  # deleted since it was listed
+                continue
+            if isinstance(item, Exception):
+                previous = self._cache.items.get(item_id)
+                if previous is not None:
+                    previous.problem = f"Exchange cannot read this task: {item}"
+                continue
+            entry = self._entry_of(item)
+            if entry is None:
+                self._cache.items.pop(item_id, None)
+                continue
+            self._cache.items[entry.id] = entry
+            out[entry.id] = entry
+        self._dirty = True
+        return out
+
+    def _entry_of(self, item: Any) -> _Entry | None:
+        uid = item.kit_uid or None
+        cid = item.kit_contact or contact_from_uid(uid or "")
+        if not cid:
+            return None
+        meta = meta_from_json(cid, item.kit_meta)
+        if item.status == Task.COMPLETED:
+            status = Status.COMPLETED
+        elif item.status == "Deferred" and item.kit_state == "cancelled":
+            status = Status.CANCELLED
+        else:
+            status = Status.OPEN
+        due = (
+            date(item.due_date.year, item.due_date.month, item.due_date.day)
+            if item.due_date
+            else None
+        )
+        completed: datetime | date | None = None
+        if status is Status.COMPLETED:
+            completed = _done_stamp(item.kit_done, due) or (
+                _utc(item.complete_date) if item.complete_date else None
+            )
+        reminder = item.reminder_due_by if item.reminder_is_set else None
+        return _Entry(
+            item.id,
+            item.changekey,
+            cid,
+            uid,
+            status,
+            due,
+            completed,
+            item.subject or "",
+            item.recurrence is not None,
+            _utc(reminder) if reminder is not None else None,
+            meta,
+            has_done=bool(item.kit_done),
+        )
+
+    def _listing(self) -> Listing:
+        listing = Listing()
+        entries = sorted(self._cache.items.values(), key=lambda e: e.id)
+        uids = _assign_uids(entries)
+        copies: dict[str, list[_Entry]] = {}
+        for e in entries:
+            if e.status is Status.COMPLETED and e.stored_uid:
+                copies.setdefault(e.stored_uid, []).append(e)
+        for e in entries:
+            if e.problem:
+                listing.problems.append(ItemProblem(e.id, e.problem, e.contact_id))
+                continue
+            listing.tasks.append(self._kit_task(e, uids[e.id], copies.get(e.stored_uid or "", [])))
+        return listing
+
+    def _kit_task(self, e: _Entry, uid: str, copies: list[_Entry] | None = None) -> KitTask:
+        meta = e.meta
+        if (
+            e.status is Status.OPEN
+            and meta.planned_due is not None
+            and e.due != meta.planned_due
+            and any(c.due == meta.planned_due for c in copies or [])
+        ):
+            # The server (or Outlook) regenerated this task after a completion whose
+            # day is not newer than our anchor (a second completion the same day, a
+            # touch --on an earlier day): its new due date is not a snooze. Without
+            # an anchor the plan counts the due date from the last touch again.
+            meta = replace(meta, anchor=None)
+        return KitTask(
+            uid=uid,
+            href=e.id,
+            etag=e.ck,
+            status=e.status,
+            due=e.due,
+            meta=meta,
+            summary=e.summary,
+            completed=e.completed,
+        )
+
+    # --- writing -------------------------------------------------------------------------------
+
+    def _ensure_synced(self) -> None:
+        if self._cache.sync_state is None:
+            self._sync()
+
+    def create_task(self, new: NewTask) -> KitTask:
+        self._ensure_synced()
+        # Exchange has no create-if-absent: the listing (refreshed each cycle, and
+        # re-read after a crash) is what makes this exclusive.
+        if any(e.stored_uid == new.uid for e in self._cache.items.values()):
+            raise AlreadyExists(f"a task with uid {new.uid} already exists")
+        account = self._acct()
+        folder = self._target()
+        item = Task(
+            account=account,
+            folder=folder,
+            subject=new.content.summary,
+            body=Body(new.content.description),
+            categories=list(new.content.categories) or None,
+            importance=importance_for(new.content.priority),
+            due_date=new.due,
+            recurrence=TaskRecurrence(pattern=regeneration_for(new.meta.every), start=new.due),
+            kit_contact=new.meta.contact_id,
+            kit_uid=new.uid,
+            kit_meta=meta_to_json(new.meta),
+        )
+        reminder = self._reminder(new.due, new.content.alarm)
+        if reminder is not None:
+            item.reminder_is_set = True
+            item.reminder_due_by = reminder
+            item.reminder_minutes_before_start = 0
+        with _ews(f"creating the task for {new.meta.contact_id}"):
+            (made,) = CreateItem(account=account).call(
+                items=[item],
+                folder=folder,
+                message_disposition=SAVE_ONLY,
+                send_meeting_invitations=SEND_TO_NONE,
+            )
+            made = _raise_if_error(made, f"creating the task for {new.meta.contact_id}")
+        entry = _Entry(
+            made.id,
+            made.changekey,
+            new.meta.contact_id,
+            new.uid,
+            Status.OPEN,
+            new.due,
+            None,
+            new.content.summary,
+            True,
+            _utc(reminder) if reminder is not None else None,
+            new.meta,
+        )
+        self._cache.items[entry.id] = entry
+        self._dirty = True
+        return self._kit_task(entry, new.uid)
+
+    def _reminder(self, due: date, alarm: str | None) -> EWSDateTime | None:
+        if not alarm:
+            return None
+        hh, mm = (int(x) for x in alarm.split(":"))
+        local = datetime.combine(due, time(hh, mm), tzinfo=self.tz).astimezone(UTC)
+        return EWSDateTime.from_datetime(local)
+
+    def _ref(self, task: KitTask) -> Task:
+        return Task(account=self._acct(), id=task.href, changekey=task.etag)
+
+    def _update(self, item: Task, fields: list[str], what: str) -> tuple[str, str]:
+        """One conditional UpdateItem; returns (item id, change key) of the response."""
+        with _ews(what):
+            (result,) = UpdateItem(account=self._acct()).call(
+                items=[(item, fields)],
+                conflict_resolution=NEVER_OVERWRITE,
+                message_disposition=SAVE_ONLY,
+                send_meeting_invitations_or_cancellations=SEND_TO_NONE,
+                suppress_read_receipts=True,
+            )
+            item_id, changekey = _raise_if_error(result, what)
+        return item_id, changekey
+
+    def update_task(self, task: KitTask, change: TaskChange) -> KitTask:
+        self._ensure_synced()
+        if change.status is Status.COMPLETED:
+            return self._complete(task, change.completed_at)
+        if change.status is Status.CANCELLED and self.config.on_remove == "delete":
+            self.delete_task(task)
+            return replace(task, status=Status.CANCELLED)
+        entry = self._cache.items.get(task.href)
+        item = self._ref(task)
+        fields: list[str] = []
+        due = change.due or task.due
+        if change.due is not None:
+            item.due_date = change.due
+            fields.append("due_date")
+            if entry is not None and entry.reminder is not None and change.content is None:
+                # Keep the user's reminder on the due day, at the same time of day.
+                moved = entry.reminder.astimezone(self.tz)
+                item.reminder_due_by = EWSDateTime.from_datetime(
+                    datetime.combine(change.due, moved.time(), tzinfo=self.tz).astimezone(UTC)
+                )
+                fields.append("reminder_due_by")
+        if change.content is not None:
+            c = change.content
+            item.subject = c.summary
+            item.body = Body(c.description)
+            item.categories = list(c.categories) or None
+            item.importance = importance_for(c.priority)
+            fields += ["subject", "body", "categories", "importance"]
+            reminder = self._reminder(due, c.alarm) if due else None
+            item.reminder_is_set = reminder is not None
+            fields.append("reminder_is_set")
+            if reminder is not None:
+                item.reminder_due_by = reminder
+                item.reminder_minutes_before_start = 0
+                fields += ["reminder_due_by", "reminder_minutes_before_start"]
+        if change.meta is not None:
+            item.kit_meta = meta_to_json(change.meta)
+            fields.append("kit_meta")
+            old_every = entry.meta.every if entry else task.meta.every
+            if change.meta.every and change.meta.every != old_every:
+                start = due or date.today()
+                item.recurrence = TaskRecurrence(
+                    pattern=regeneration_for(change.meta.every), start=start
+                )
+                fields.append("recurrence")
+        if entry is not None and entry.has_done and entry.status is Status.OPEN:
+            item.kit_done = None  # a completion stamp that belongs to the completed copy
+            fields.append("kit_done")
+        if change.status is Status.CANCELLED:
+            # Retire the task: no recurrence (never a zombie that regenerates forever),
+            # Deferred, no reminder, and our note that kit-sync retired it.
+            item.recurrence = None
+            item.status = "Deferred"
+            item.reminder_is_set = False
+            item.kit_state = "cancelled"
+            fields += ["recurrence", "status", "reminder_is_set", "kit_state"]
+        elif change.status is Status.OPEN:
+            item.status = Task.NOT_STARTED
+            item.percent_complete = Decimal(0)
+            item.kit_state = None
+            fields += ["status", "percent_complete", "kit_state"]
+        if not fields:
+            return task
+        fields = list(dict.fromkeys(fields))
+        item_id, changekey = self._update(item, fields, f"updating the task of {task.contact_id}")
+        if item_id != task.href or entry is None:
+            read = self._read_items([item_id])
+            return self._kit_task(read[item_id], task.uid) if item_id in read else task
+        entry.ck = changekey
+        if change.due is not None:
+            entry.due = change.due
+        if change.content is not None:
+            entry.reminder = _utc(item.reminder_due_by) if item.reminder_is_set else None
+        elif "reminder_due_by" in fields:
+            entry.reminder = _utc(item.reminder_due_by)
+        if change.content is not None:
+            entry.summary = change.content.summary
+        if change.meta is not None:
+            entry.meta = change.meta
+        if "kit_done" in fields:
+            entry.has_done = False
+        if change.status is Status.CANCELLED:
+            entry.status, entry.recurring, entry.reminder = Status.CANCELLED, False, None
+        elif change.status is Status.OPEN:
+            entry.status = Status.OPEN
+        if "recurrence" in fields and change.status is not Status.CANCELLED:
+            entry.recurring = True
+        self._dirty = True
+        return self._kit_task(entry, task.uid)
+
+    def _complete(self, task: KitTask, at: datetime | None) -> KitTask:
+        """Complete the task through EWS. A regenerating task stays open (the server
+        moves its due date) and a completed copy appears; EWS ignores a client-set
+        CompleteDate, so the day kit-sync was told is kept in our own property,
+        together with the due date it belongs to (a stale stamp copied into a later
+        completion is then recognisably not that completion's)."""
+        entry = self._cache.items.get(task.href)
+        due = entry.due if entry is not None else task.due
+        item = self._ref(task)
+        item.status = Task.COMPLETED
+        item.percent_complete = Decimal(100)
+        fields = ["status", "percent_complete"]
+        if at is not None:
+            item.kit_done = json.dumps(
+                {"at": at.astimezone(UTC).isoformat(), "due": _iso_or_none(due)}
+            )
+            fields.append("kit_done")
+        result_id, _ = self._update(item, fields, f"completing the task of {task.contact_id}")
+        read = self._read_items(sorted({task.href, result_id}))
+        master = read.get(task.href)
+        done_copy = read.get(result_id)
+        if master is not None and result_id != task.href and master.has_done:
+            # The master is the next occurrence: the stamp belongs to the copy only.
+            clear = Task(account=self._acct(), id=master.id, changekey=master.ck)
+            clear.kit_done = None
+            _, master.ck = self._update(clear, ["kit_done"], "tidying the regenerated task")
+            master.has_done = False
+        if (
+            at is not None
+            and done_copy is not None
+            and done_copy.status is Status.COMPLETED
+            and done_copy.completed != at.astimezone(UTC)
+        ):
+            # The server made the copy before applying our stamp: stamp the copy.
+            stamp = Task(account=self._acct(), id=done_copy.id, changekey=done_copy.ck)
+            stamp.kit_done = json.dumps(
+                {"at": at.astimezone(UTC).isoformat(), "due": _iso_or_none(done_copy.due)}
+            )
+            _, done_copy.ck = self._update(stamp, ["kit_done"], "recording the touch day")
+            done_copy.completed = at.astimezone(UTC)
+            done_copy.has_done = True
+        self._dirty = True
+        keep = master if master is not None and master.status is Status.OPEN else done_copy
+        if keep is None:
+            return task
+        uids = _assign_uids(sorted(self._cache.items.values(), key=lambda e: e.id))
+        return self._kit_task(keep, uids.get(keep.id, task.uid))
+
+    def delete_task(self, task: KitTask) -> None:
+        self._ensure_synced()
+        with _ews(f"deleting the task of {task.contact_id}"):
+            (current,) = GetItem(account=self._acct()).call(
+                items=[(task.href, None)], additional_fields=set(), shape=ID_ONLY
+            )
+            current = _raise_if_error(current, f"deleting the task of {task.contact_id}")
+            if current.changekey != task.etag:
+                # EWS DeleteItem ignores change keys: compare first.
+                raise Conflict(f"the task of {task.contact_id} changed since it was read")
+            (result,) = DeleteItem(account=self._acct()).call(
+                items=[(task.href, task.etag)],
+                delete_type=MOVE_TO_DELETED_ITEMS,
+                send_meeting_cancellations=SEND_TO_NONE,
+                affected_task_occurrences=ALL_OCCURRENCES,
+                suppress_read_receipts=True,
+            )
+            _raise_if_error(result, f"deleting the task of {task.contact_id}")
+        self._cache.items.pop(task.href, None)
+        self._dirty = True
+
+
+def _utc(value: datetime) -> datetime:
+    """A stdlib datetime in UTC (exchangelib's EWSDateTime refuses stdlib zones)."""
+    return datetime.fromtimestamp(value.timestamp(), tz=UTC)
+
+
+def _done_stamp(raw: str | None, due: date | None) -> datetime | None:
+    """Our recorded completion stamp, if it belongs to a completion of this due date."""
+    if not raw:
+        return None
+    try:
+        data = json.loads(raw)
+        if data.get("due") != _iso_or_none(due):
+            return None
+        return datetime.fromisoformat(data["at"])
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def _assign_uids(entries: Iterable[_Entry]) -> dict[str, str]:
+    """Item id -> kit uid, deterministic for a listing.
+
+    A completed copy carries every property of its master, including the kit UID, so
+    completed items get a uid derived from their own item id (stable: an item id
+    does not change). Among open items sharing a stored UID (a copy reopened in
+    Outlook, a task copied by hand) the recurring one keeps it."""
+    out: dict[str, str] = {}
+    by_uid: dict[str, list[_Entry]] = {}
+    for e in entries:
+        if e.status is Status.COMPLETED or not e.stored_uid:
+            out[e.id] = make_uid(e.contact_id, f"ews:{e.id}")
+        else:
+            by_uid.setdefault(e.stored_uid, []).append(e)
+    for uid, group in by_uid.items():
+        group.sort(key=lambda e: (not e.recurring, e.id))
+        out[group[0].id] = uid
+        for e in group[1:]:
+            out[e.id] = make_uid(e.contact_id, f"ews:{e.id}")
+    return out
+
+
+def _utc_zone() -> Any:
+    # Requests carry TimeZoneContext UTC: task due dates are sent and read as midnight
+    # UTC, so the day written is the day read back, whatever the server's zone.
+    from exchangelib import UTC as EWS_UTC
+
+    return EWS_UTC
+
+
+def _ca_bundle_adapter(path: str) -> type[requests.adapters.HTTPAdapter]:
+    class CABundleAdapter(requests.adapters.HTTPAdapter):
+        def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+            super().cert_verify(conn=conn, url=url, verify=path, cert=cert)
+
+    return CABundleAdapter
+
+
+__all__ = ["ExchangeBackend", "TaskContent"]
