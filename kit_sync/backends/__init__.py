@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 REGISTRY: dict[str, str] = {
     "local": "kit_sync.backends.local:LocalBackend",
     "caldav": "kit_sync.backends.caldav:CaldavBackend",
+    "exchange": "kit_sync.backends.exchange:ExchangeBackend",
     "graph": "kit_sync.backends.graph:GraphBackend",
 }
 
