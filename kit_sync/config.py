@@ -731,7 +731,7 @@ def load_config(path: Path, environ: dict[str, str] | None = None) -> tuple[Conf
     return config, located
 
 
-SECRET_KEYS = frozenset({"password", "token", "client_secret"})
+SECRET_KEYS = frozenset({"password", "token", "client_secret", "certificate_password"})
 _ONLY_ENV = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 _URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@:]*:[^/@]+@", re.IGNORECASE)
 

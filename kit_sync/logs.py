@@ -45,8 +45,10 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     # A bare "Bearer eyJ..." anywhere else.
     (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9\-._~+/]{8,}=*"), r"\1 " + MASK),
-    # https://user:password@host
+    # https://user:password@host, and user:password@host without the scheme (a
+    # netloc quoted in a message)
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*):[^/\s@]+@"), r"\1:" + MASK + "@"),
+    (re.compile(r"(?<![\w/:.%+-])([\w.%+-]+):[^\s/:@'\"]+@(?=[\w.-]+[\w\]])"), r"\1:" + MASK + "@"),
     # password=... in query strings and form bodies
     (re.compile(rf"(?i)\b((?:{_CREDENTIAL_WORDS})=)[^\s&'\",]+"), r"\1" + MASK),
     # "access_token": "..." in JSON or a repr'd dict
