@@ -210,14 +210,27 @@ class Engine:
         tasks = {t.uid: t for t in listing.tasks}
         retry: set[str] = set()
         total = len(plan.actions)
-        for i, action in enumerate(plan.actions):
+        # A backend with `create_tasks` (Graph's $batch) gets the creates in chunks.
+        batched = callable(getattr(self.backend, "create_tasks", None))
+        creates = [a for a in plan.actions if batched and a.new is not None]
+        steps = [[a] for a in plan.actions if not (batched and a.new is not None)]
+        size = max(1, int(getattr(self.backend, "batch_size", 20)))
+        steps += [creates[i : i + size] for i in range(0, len(creates), size)]
+        done = 0
+        for step in steps:
             if stop is not None and stop.is_set():
                 result.stopped = True
-                log.info("stopping: %d of %d action(s) left for the next cycle", total - i, total)
+                log.info(
+                    "stopping: %d of %d action(s) left for the next cycle", total - done, total
+                )
                 break
-            self._apply(cycle, action, tasks, result, retry)
+            if batched and step[0].new is not None:
+                self._apply_creates(cycle, step, tasks, result, retry)
+            else:
+                self._apply(cycle, step[0], tasks, result, retry)
+            done += len(step)
             if progress:
-                progress(i + 1, total)
+                progress(done, total)
         if retry and not result.stopped:
             # Something changed under us (a phone edited the task): reload, re-plan
             # just those contacts, try once more.
@@ -299,6 +312,41 @@ class Engine:
             return
         self.state.end_action(action_id, "done")
         result.counts[action.kind.value] += 1
+
+    def _apply_creates(
+        self,
+        cycle: str,
+        actions: list[Action],
+        tasks: dict[str, KitTask],
+        result: CycleResult,
+        retry: set[str] | None,
+    ) -> None:
+        """Creates sent together through the backend's `create_tasks`; each action is
+        journaled, counted and failed on its own, as in `_apply`."""
+        ids = [
+            self.state.begin_action(cycle, a.kind.value, a.contact_id, a.uid, a.describe())
+            for a in actions
+        ]
+        try:
+            outcomes = self.backend.create_tasks([a.new for a in actions])  # type: ignore[attr-defined]
+        except BackendUnavailable:
+            for action_id, action in zip(ids, actions, strict=True):
+                self.state.end_action(action_id, "failed", action.describe())
+            raise
+        for action_id, action, outcome in zip(ids, actions, outcomes, strict=True):
+            detail = action.describe()
+            where: dict[str, Any] = {"contact_id": action.contact_id, "href": None}
+            if isinstance(outcome, KitTask):
+                tasks[outcome.uid] = outcome
+                log.info("%s -> %s", detail, outcome.href, extra=where | {"href": outcome.href})
+                self.state.end_action(action_id, "done")
+                result.counts[action.kind.value] += 1
+            elif isinstance(outcome, Conflict | AlreadyExists | NotFound) and retry is not None:
+                retry.add(action.contact_id)
+                self.state.end_action(action_id, "retry", f"{detail}: {outcome}")
+                log.info("%s changed meanwhile (%s); will re-plan it", action.contact_id, outcome)
+            else:
+                self._fail(action_id, detail, outcome, result, where)
 
     def _fail(
         self,
