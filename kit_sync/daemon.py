@@ -56,7 +56,7 @@ class Daemon:
             ran = True
             result = self.engine.run_cycle(stop=self.stop)
             counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
-            log.info("cycle done: %s", counts)
+            log.info("cycle done: %s", counts, extra={"counts": result.counts})
             self.failures = 0
             self.not_before = None
         except Throttled as exc:

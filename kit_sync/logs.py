@@ -131,6 +131,11 @@ class JsonFormatter(logging.Formatter):
         for key, value in _extras(record).items():
             if isinstance(value, str):
                 value = redact(value)
+            elif isinstance(value, dict | list | tuple):
+                try:  # structured data (counts, ...) stays structured
+                    value = json.loads(redact(json.dumps(value, ensure_ascii=False)))
+                except (TypeError, ValueError):
+                    value = redact(str(value))
             elif not isinstance(value, int | float | bool | type(None)):
                 value = redact(str(value))
             out[key] = value

@@ -100,7 +100,10 @@ def test_an_exception_stays_on_its_json_line(stream: io.StringIO) -> None:
         raise ValueError("boom\nsecond line")
     except ValueError:
         log.exception("internal error in a sync cycle; retrying later")
-    log.info("déjà vu", extra={"contact_id": "ann", "path": Path("/x"), "count": 3})
+    log.info(
+        "déjà vu",
+        extra={"contact_id": "ann", "path": Path("/x"), "count": 3, "counts": {"created": 2}},
+    )
     records = parse_lines(stream.getvalue())
     assert len(records) == 2
     assert records[0]["level"] == "error"
@@ -113,6 +116,7 @@ def test_an_exception_stays_on_its_json_line(stream: io.StringIO) -> None:
         "contact_id": "ann",
         "path": "/x",
         "count": 3,
+        "counts": {"created": 2},
     }
 
 

@@ -207,6 +207,7 @@ def test_the_compose_example_runs_kit_sync_next_to_radicale() -> None:
     assert any(v.split(":")[1] == "/data" for v in kit["volumes"])
     assert kit["depends_on"]["radicale"]["condition"] == "service_healthy"
     assert kit["stop_grace_period"] == "10s"
+    assert kit["init"] is True
     # The password reaches kit-sync as a file, not through the environment.
     assert "environment" not in kit
     assert kit["secrets"] == ["radicale_password"]
