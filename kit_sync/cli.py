@@ -371,6 +371,32 @@ def health(
         sys.exit(1)  # the verdict is the whole message (typer.Exit returns 0 from main)
 
 
+@app.command()
+def login() -> None:
+    """Sign in to Microsoft 365 for the graph backend (Microsoft To Do): prints a URL
+    and a code, waits while you sign in in a browser, then keeps the tokens in a file
+    only you can read; sync and run refresh them silently from then on. Exit 3 when
+    the sign-in fails."""
+    from kit_sync.backends.base import BackendUnavailable
+    from kit_sync.config import find_config, load_config
+
+    config, _ = load_config(find_config(OPTS.config))
+    backend = config.backend
+    if backend.type != "graph":
+        raise UsageError(
+            f"kit-sync login is for backend type graph (Microsoft 365); this config "
+            f"uses '{backend.type}', which needs no login"
+        )
+    try:
+        from kit_sync.backends.graph_auth import login as graph_login
+    except ImportError as exc:
+        raise BackendUnavailable(
+            f"the 'graph' backend needs a library that is not installed ({exc.name}); "
+            "install it with: pip install 'kit-sync[graph]'"
+        ) from None
+    _echo(graph_login(backend, _echo))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app and map every user-facing error to its exit code."""
     try:

@@ -27,6 +27,9 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+import msal
+import requests
+
 from kit_sync.backends.base import AuthFailed, BackendUnavailable
 from kit_sync.errors import ConfigError
 
@@ -86,8 +89,6 @@ class CacheFile:
     """
 
     def __init__(self, path: Path) -> None:
-        import msal
-
         self.path = path
         self.cache = msal.SerializableTokenCache()
         self._lock = threading.Lock()
@@ -149,8 +150,6 @@ def _http_client(config: Any) -> Any:
     environment still apply)."""
     import functools
 
-    import requests
-
     class Session(requests.Session):
         def merge_environment_settings(self, *args: Any, **kwargs: Any) -> Any:
             settings = super().merge_environment_settings(*args, **kwargs)
@@ -187,8 +186,6 @@ def _unreachable(exc: Exception, config: Any) -> BackendUnavailable:
 
 def _build(factory: Callable[[], Any], config: Any) -> Any:
     """Build an MSAL app (it fetches the authority's OpenID configuration)."""
-    import requests
-
     try:
         return factory()
     except requests.exceptions.RequestException as exc:
@@ -224,8 +221,6 @@ class DelegatedTokens:
 
     def _msal(self) -> Any:
         if self._app is None:
-            import msal
-
             assert self.cache_path is not None
             self._cache = CacheFile(self.cache_path)
             cache = self._cache.cache
@@ -244,8 +239,6 @@ class DelegatedTokens:
         return accounts[0] if accounts else None
 
     def get_token(self, *, force_refresh: bool = False) -> str:
-        import requests
-
         app = self._msal()
         try:
             account = self._account(app)
@@ -276,8 +269,6 @@ class DelegatedTokens:
     def login(self, echo: Callable[[str], None]) -> str:
         """Device-code flow: print the URL and code, wait for the person. Returns the
         signed-in user name."""
-        import requests
-
         app = self._msal()
         try:
             flow = app.initiate_device_flow(scopes=self.scopes)
@@ -331,8 +322,6 @@ class AppTokens:
 
     def _msal(self) -> Any:
         if self._app is None:
-            import msal
-
             credential = self._credential()
             self._app = _build(
                 lambda: msal.ConfidentialClientApplication(
@@ -345,8 +334,6 @@ class AppTokens:
         return self._app
 
     def get_token(self, *, force_refresh: bool = False) -> str:
-        import requests
-
         app = self._msal()
         if force_refresh:
             app.remove_tokens_for_client()

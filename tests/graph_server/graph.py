@@ -606,11 +606,12 @@ class FakeGraph:
                 )
             user, rest = principal.user, parts[1:]
         elif parts[:1] == ["users"] and len(parts) >= 2:
-            user = self.authority.users.get(parts[1].lower())
-            if user is None:
-                user = next((u for u in self.authority.users.values() if u.oid == parts[1]), None)
-            if user is None:
+            named = self.authority.users.get(parts[1].lower()) or next(
+                (u for u in self.authority.users.values() if u.oid == parts[1]), None
+            )
+            if named is None:
                 return _err(404, "ResourceNotFound", f"User not found: {parts[1]}")
+            user = named
             if principal.kind == "user" and principal.user is not user:
                 return _err(
                     403, "ErrorAccessDenied", "Access is denied. Check credentials and try again."
@@ -643,9 +644,10 @@ class FakeGraph:
                 box[lst.id] = lst
                 return Response(201, self._list_json(lst))
             return _err(405, "BadRequest", "Method not allowed")
-        lst = box.get(rest[0])
-        if lst is None:
+        found_list = box.get(rest[0])
+        if found_list is None:
             return _err(404, "ResourceNotFound", "The specified object was not found in the store.")
+        lst = found_list
         rest = rest[1:]
         if not rest:
             return (
@@ -670,9 +672,10 @@ class FakeGraph:
             return _err(405, "BadRequest", "Method not allowed")
         if rest == ["delta"] and method == "GET":
             return self._delta(lst, query, size, zone, f"{base}/{quote(lst.id)}/tasks/delta")
-        task = lst.tasks.get(rest[0])
-        if task is None:
+        found_task = lst.tasks.get(rest[0])
+        if found_task is None:
             return _err(404, "ResourceNotFound", "The specified object was not found in the store.")
+        task = found_task
         rest = rest[1:]
         if not rest:
             if method == "GET":
@@ -706,9 +709,10 @@ class FakeGraph:
                 self._touch(lst, task)
                 return Response(201, copy.deepcopy(link))
             return _err(405, "BadRequest", "Method not allowed")
-        link = next((x for x in task.links if x["id"] == rest[0]), None)
-        if link is None:
+        found_link = next((x for x in task.links if x["id"] == rest[0]), None)
+        if found_link is None:
             return _err(404, "ResourceNotFound", "The linked resource was not found.")
+        link = found_link
         if method == "GET":
             return Response(200, copy.deepcopy(link))
         if method == "PATCH":
@@ -792,6 +796,7 @@ class FakeGraph:
                 "e": self.epoch,
                 "s": 0,
                 "x": "linkedResources" in query.get("$expand", ""),
+                "i": True,  # the initial round lists what exists, no deletions
             }
         since = int(state.get("s", 0))
         upto = int(state.get("u", lst.seq))
@@ -801,7 +806,7 @@ class FakeGraph:
         for task in lst.tasks.values():
             if cursor < task.seq <= upto:
                 changes.append((task.seq, self._task_json(task, zone, expand=expand)))
-        if since > 0:
+        if not state.get("i"):
             for tid, seq in lst.removed.items():
                 if cursor < seq <= upto:
                     changes.append(
