@@ -139,7 +139,7 @@ def load_roster(
 
     def short(where: str) -> str:
         """people.csv:4 rather than /home/me/.config/kit-sync/people.csv:4."""
-        return where[len(base_dir):] if where.startswith(base_dir) else where
+        return where[len(base_dir) :] if where.startswith(base_dir) else where
 
     for j, inc in enumerate(config.include):
         inc_where = where_inline(("include", j))

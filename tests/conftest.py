@@ -18,6 +18,7 @@ os.environ.pop("KIT_SYNC_CONFIG", None)
 def root() -> Path:
     return ROOT
 
+
 # CI must be deterministic: the same examples every run, no deadline flakiness on
 # a loaded machine. Locally hypothesis explores new examples each run.
 from hypothesis import settings  # noqa: E402
