@@ -400,7 +400,9 @@ def login() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app and map every user-facing error to its exit code."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode click returns (not raises) the code of a
+        # typer.Exit(n); honour it.
+        code = app(args=argv, standalone_mode=False)
     except KitError as exc:
         from kit_sync.logs import redact
 
@@ -416,4 +418,4 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except KeyboardInterrupt:
         sys.exit(130)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)
