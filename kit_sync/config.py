@@ -204,7 +204,7 @@ class CaldavConfig(Strict):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value.strip()):
+        if not re.match(r"^https?://", value.strip(), re.IGNORECASE):
             raise ValueError(
                 f"'{value}' is not an http(s) URL; write the server's CalDAV URL, like "
                 "https://cloud.example.com/remote.php/dav/ or https://dav.example.com/alice/tasks/"
@@ -227,8 +227,6 @@ class CaldavConfig(Strict):
             raise ValueError("auth: bearer needs a token")
         if self.auth in ("basic", "digest") and (self.username is None or self.password is None):
             raise ValueError(f"auth: {self.auth} needs a username and a password")
-        if self.password is not None and self.username is None and self.auth != "bearer":
-            raise ValueError("a password needs a username (or use auth: bearer with a token)")
         return self
 
 

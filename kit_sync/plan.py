@@ -286,13 +286,15 @@ def build_plan(inputs: Inputs) -> Plan:
             vanished = [
                 u for u, c in inputs.previously_open.items() if c == cid and u not in existing_uids
             ]
-            if from_uid is not None and not any(t.meta.from_uid == from_uid for t in tasks):
-                action_kind, reason = Kind.REGENERATE, f"completed on {last}"
-            elif vanished:
+            if vanished:
+                # Checked first: a regenerated task deleted on the phone leaves its
+                # completed predecessor behind, and is still a deletion to report.
                 action_kind, reason = (
                     Kind.CREATE,
                     "its open task was deleted on a device; recreated",
                 )
+            elif from_uid is not None and not any(t.meta.from_uid == from_uid for t in tasks):
+                action_kind, reason = Kind.REGENERATE, f"completed on {last}"
             elif tasks:
                 action_kind, reason = Kind.CREATE, "no open task left; recreated"
             else:

@@ -339,3 +339,105 @@ STATUS:NEEDS-ACTION
 END:VTODO
 END:VCALENDAR
 """
+
+
+# --- kit-sync pointed at a server ---------------------------------------------------------
+
+BASE_CONTACTS: list[dict[str, Any]] = [
+    {"name": "Ann Lee", "email": "ann@example.com", "tier": "inner"},
+    {"name": "Bob Stone", "email": "bob@example.com", "tier": "core"},
+]
+ANN = "ann-example-com"
+BOB = "bob-example-com"
+
+
+class Kit:
+    """A kit-sync config in `folder` pointing at a task list on `server`, and the ways
+    to run it: an engine in this process (as the daemon holds it), or the real
+    `kit-sync` command in a subprocess."""
+
+    def __init__(
+        self,
+        folder: Path,
+        server: DavServer,
+        collection: str,
+        contacts: list[dict[str, Any]] | None = None,
+        **backend: Any,
+    ) -> None:
+        self.folder = folder
+        self.server = server
+        self.collection = collection
+        folder.mkdir(parents=True, exist_ok=True)
+        self.config_path = folder / "config.yaml"
+        self.backend_extra = backend
+        self.write(contacts if contacts is not None else BASE_CONTACTS)
+
+    def backend_section(self) -> dict[str, Any]:
+        section: dict[str, Any] = {"type": "caldav", "url": self.collection, "timeout": 10}
+        auth = self.server.auth()
+        if auth is not None:
+            section.update(username=auth[0], password=auth[1])
+        section.update(self.backend_extra)
+        return section
+
+    def write(self, contacts: list[dict[str, Any]], **top: Any) -> None:
+        import yaml
+
+        config = {
+            "timezone": "Europe/Berlin",
+            "backend": self.backend_section(),
+            "state": "state.sqlite",
+            "tiers": {
+                "inner": {"every": "3 weeks", "channel": "lunch", "priority": "high"},
+                "core": {"every": "2 months", "channel": "call"},
+            },
+            "contacts": contacts,
+            **top,
+        }
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+
+    def engine(self) -> Any:
+        from kit_sync.app import load, open_engine
+
+        return open_engine(load(self.config_path))
+
+    def sync(self) -> Any:
+        """One cycle in this process, with a fresh engine (like one `kit-sync sync`)."""
+        engine = self.engine()
+        try:
+            return engine.run_cycle()
+        finally:
+            engine.backend.close()
+            engine.state.close()
+
+    def listing(self) -> Any:
+        engine = self.engine()
+        try:
+            return engine.backend.fetch_listing()
+        finally:
+            engine.backend.close()
+            engine.state.close()
+
+    def opens(self, contact_id: str | None = None) -> list[Any]:
+        from kit_sync.model import Status
+
+        return [
+            t
+            for t in self.listing().tasks
+            if t.status is Status.OPEN and (contact_id is None or t.contact_id == contact_id)
+        ]
+
+    def the_open(self, contact_id: str) -> Any:
+        opens = self.opens(contact_id)
+        assert len(opens) == 1, opens
+        return opens[0]
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """The real command, as a user runs it."""
+        return subprocess.run(
+            [sys.executable, "-m", "kit_sync", "--config", str(self.config_path), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.folder,
+        )
