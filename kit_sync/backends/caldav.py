@@ -587,14 +587,15 @@ class CaldavBackend:
             response = self._client.propfind(url, body, 0)
         except Exception as exc:
             raise _translate(exc, self._where, "find the task list") from None
-        if response.status == 404:
+        results = response.parse_propfind() if response.status in (200, 207) else []
+        if response.status == 404 or (results and results[0].status == 404):
+            # (Xandikos answers 207 with a 404 inside)
             raise BackendUnavailable(
                 f"{url} does not exist on the server (HTTP 404); set backend.url to the "
                 "server's CalDAV root or to the task list's URL"
             )
         if response.status not in (200, 207):
             raise _status_error(response.status, _body(response), url, "look at")
-        results = response.parse_propfind()
         if not results:
             return set(), set()
         props = results[0].properties  # Depth 0: the resource itself
