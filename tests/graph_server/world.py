@@ -188,6 +188,7 @@ class GraphWorld:
 def cli_env(folder: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["XDG_STATE_HOME"] = str(folder / "xdg-state")
+    env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("KIT_SYNC_CONFIG", None)
     return env
