@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from ews_server import EwsServer, Item
+from ews_server.store import t
 from ews_server.testing import PASSWORD, new_mailbox, second_client
 from kit import BASE_CONFIG, World
 
@@ -241,17 +242,19 @@ def test_lost_state_db_rebuilds_from_the_mailbox_without_duplicates(world: Excha
 def test_a_sync_state_the_server_rejects_means_reading_the_folder_again(
     world: ExchangeWorld,
 ) -> None:
-    world.sync()
-    state = State(world.dir / "state.sqlite")
-    key = next(k for k in ["exchange:" + world.email.lower() + ":"] if state.get_token(k))
     import json
 
+    world.sync()
+    key = f"exchange:{world.email.lower()}:"
+    state = State(world.dir / "state.sqlite")
     data = json.loads(state.get_token(key) or "{}")
     data["sync"] = "bm90IGEgc3luYyBzdGF0ZQ=="
     state.set_token(key, json.dumps(data))
     state.close()
+    world.server.reset_log()
     result = world.sync()
     assert result.plan.actions == []
+    assert world.server.requests[:2] == ["SyncFolderItems", "SyncFolderItems"]
     assert_one_open_each(world, ANN, BOB)
 
 
@@ -640,3 +643,130 @@ def test_server_version_is_learned_once(tmp_path: Path, ews: EwsServer) -> None:
     world.server.reset_log()
     world.sync()
     assert world.server.requests == ["SyncFolderItems"]
+
+
+# --- the user's own edits in Outlook ---------------------------------------------------------
+
+
+def test_a_due_date_moved_in_outlook_is_a_snooze_until_the_next_completion(
+    world: ExchangeWorld,
+) -> None:
+    world.sync()
+    ann = world.the_open(ANN)
+    snoozed = (ann.due or date.today()) + timedelta(days=10)
+    world.server.store.edit(ann.href, DueDate=snoozed.isoformat())
+    assert world.sync().plan.actions == []
+    assert world.the_open(ANN).due == snoozed
+    world.at(datetime(2026, 12, 20, 9, 0, tzinfo=UTC))
+    world.server.store.complete_like_outlook(ann.href, date(2026, 12, 20), world.tz)
+    world.sync()
+    assert world.the_open(ANN).due == date(2026, 12, 20) + timedelta(weeks=3)
+
+
+def test_a_task_deleted_in_outlook_is_recreated(world: ExchangeWorld) -> None:
+    world.sync()
+    ann = world.the_open(ANN)
+    world.server.store.delete_item(world.item(ann), "MoveToDeletedItems")
+    result = world.sync()
+    assert result.counts["created"] == 1
+    again = assert_one_open_each(world, ANN, BOB)[ANN]
+    assert again.href != ann.href
+    assert world.item(again).regeneration() == ("WeeklyRegeneration", 3)
+
+
+def test_recurrence_removed_by_hand_then_completed_gets_a_new_regenerating_task(
+    world: ExchangeWorld,
+) -> None:
+    world.sync()
+    ann = world.the_open(ANN)
+    world.server.store.edit(ann.href, Recurrence=None)  # "Remove Recurrence" in Outlook
+    world.at(datetime(2026, 11, 28, 9, 0, tzinfo=UTC))
+    world.server.store.complete_like_outlook(ann.href, date(2026, 11, 28), world.tz)
+    result = world.sync()
+    # (Reported as "created": the completed one-off gets a uid of its own, so the
+    # plan sees the open uid gone. The new task still counts from the completion.)
+    assert result.counts["created"] + result.counts["regenerated"] == 1
+    nxt = assert_one_open_each(world, ANN, BOB)[ANN]
+    assert nxt.due == date(2026, 11, 28) + timedelta(weeks=3)
+    assert nxt.meta.from_uid == next(x.uid for x in world.tasks() if x.href == ann.href)
+    assert world.item(nxt).regeneration() == ("WeeklyRegeneration", 3)
+    assert world.item(ann).status == "Completed"  # kept as history
+
+
+def test_a_completion_undone_in_outlook_leaves_one_open_task(world: ExchangeWorld) -> None:
+    world.sync()
+    ann = world.the_open(ANN)
+    world.at(datetime(2026, 11, 28, 9, 0, tzinfo=UTC))
+    copy_ = world.server.store.complete_like_outlook(ann.href, date(2026, 11, 28), world.tz)
+    world.sync()
+    assert (ANN, date(2026, 11, 28)) in world.touches()
+    # The user marks the completed copy as not complete again.
+    world.server.store.edit(copy_.id, Status="NotStarted", CompleteDate=None, PercentComplete="0")
+    world.sync()
+    world.sync()
+    assert_one_open_each(world, ANN, BOB)
+    assert (ANN, date(2026, 11, 28)) not in world.touches()
+
+
+def test_unreadable_bookkeeping_is_adopted_not_duplicated(world: ExchangeWorld) -> None:
+    world.sync()
+    ann = world.the_open(ANN)
+    item = world.item(ann)
+    for key, prop in item.ext.items():
+        if key[1] == "X-KIT-SYNC-META":
+            prop.find(t("Value")).text = "{not json"
+    world.server.store.touch(item)
+    world.sync()
+    again = assert_one_open_each(world, ANN, BOB)[ANN]
+    assert again.href == ann.href
+    assert again.meta.anchor is not None  # bookkeeping restored
+    assert world.sync().plan.actions == []
+
+
+def test_paused_then_resumed_contact_gets_a_fresh_task(world: ExchangeWorld) -> None:
+    world.sync()
+    ann = world.the_open(ANN)
+    data = copy.deepcopy(world.config_data)
+    data["contacts"][0]["paused"] = True
+    world.write_config(data)
+    world.sync()
+    assert world.item(ann).status == "Deferred"
+    data["contacts"][0]["paused"] = False
+    world.write_config(data)
+    world.sync()
+    fresh = assert_one_open_each(world, ANN, BOB)[ANN]
+    assert fresh.href != ann.href
+    assert world.item(ann).status == "Deferred"
+
+
+def test_changes_are_read_page_by_page(
+    tmp_path: Path, ews: EwsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kit_sync.backends.exchange as exchange
+
+    monkeypatch.setattr(exchange, "SYNC_PAGE", 3)
+    data = base_config()
+    data["contacts"] = [
+        {"name": f"Person {i}", "email": f"p{i}@example.com", "tier": "inner"} for i in range(8)
+    ]
+    world = ExchangeWorld(tmp_path, ews, data)
+    from exchangelib import Task
+
+    account = second_client(world.server, world.email)
+    for n in range(4):
+        Task(folder=account.tasks, subject=f"Buy milk {n}").save()
+    assert world.sync().counts["created"] == 8
+    (world.dir / "state.sqlite").unlink()
+    world.server.reset_log()
+    assert world.sync().plan.actions == []
+    # 12 items, 3 changes per SyncFolderItems page, then one GetItem for the 8 of ours.
+    assert world.server.requests == ["SyncFolderItems"] * 4 + ["GetItem"]
+
+
+def test_an_unreadable_cache_means_reading_the_folder_again(world: ExchangeWorld) -> None:
+    world.sync()
+    state = State(world.dir / "state.sqlite")
+    state.set_token(f"exchange:{world.email.lower()}:", "{broken")
+    state.close()
+    assert world.sync().plan.actions == []
+    assert_one_open_each(world, ANN, BOB)
