@@ -770,3 +770,24 @@ def test_an_unreadable_cache_means_reading_the_folder_again(world: ExchangeWorld
     state.close()
     assert world.sync().plan.actions == []
     assert_one_open_each(world, ANN, BOB)
+
+
+def test_an_unreadable_task_blocks_only_its_contact(world: ExchangeWorld) -> None:
+    world.sync()
+    ann = world.the_open(ANN)
+    world.server.store.corrupt.add(ann.href)
+    world.server.store.edit(ann.href, Subject="Keep in touch with Ann!")
+    data = copy.deepcopy(world.config_data)
+    data["contacts"][0]["notes"] = "new notes"
+    data["contacts"][1]["notes"] = "new notes"
+    world.write_config(data)
+    result = world.sync()
+    assert [p.split(":")[0] for p in result.problems] == [ann.href]
+    assert any(s.startswith(ANN) for s in result.plan.skipped)
+    assert result.counts["updated"] == 1  # Bob only; nothing created for Ann
+    assert len(world.folder_items()) == 2
+    world.server.store.corrupt.clear()
+    world.server.store.edit(ann.href, Subject="Keep in touch with Ann Lee")
+    result = world.sync()
+    assert result.problems == []
+    assert result.counts["updated"] == 1  # Ann's notes, now that it reads again

@@ -122,7 +122,6 @@ from kit_sync.model import (
     NewTask,
     Status,
     TaskChange,
-    TaskContent,
     contact_from_uid,
     make_uid,
 )
@@ -665,28 +664,32 @@ class ExchangeBackend:
 
     def _sync(self) -> None:
         try:
-            self._sync_once()
-        except ews.ErrorInvalidSyncStateData:
-            log.warning("Exchange no longer accepts the saved sync state; reading the folder again")
-            self._cache.sync_state = None
-            self._cache.items.clear()
-            self._dirty = True
-            self._sync_once()
-        except ews.ErrorFolderNotFound:
-            if not self._cache.folder_id:
-                raise _translate(ews.ErrorFolderNotFound("Tasks"), "reading the tasks") from None
-            log.warning("the task folder was deleted or moved; looking it up again")
-            self._cache = _Cache(version=self._cache.version)
-            self._folder = None
-            self._dirty = True
-            self._sync_once()
+            with _ews("reading changes"):
+                try:
+                    self._sync_once()
+                except ews.ErrorInvalidSyncStateData:
+                    log.warning(
+                        "Exchange no longer accepts the saved sync state; reading the folder again"
+                    )
+                    self._cache.sync_state = None
+                    self._cache.items.clear()
+                    self._dirty = True
+                    self._sync_once()
+                except ews.ErrorFolderNotFound:
+                    if not self._cache.folder_id:
+                        raise
+                    log.warning("the task folder was deleted or moved; looking it up again")
+                    self._cache = _Cache(version=self._cache.version)
+                    self._folder = None
+                    self._dirty = True
+                    self._sync_once()
         finally:
             self._save()
 
     def _sync_once(self) -> None:
         account = self._acct()
         state = self._cache.sync_state
-        changed: set[str] = set()
+        changed: dict[str, tuple[str, str]] = {}  # item id -> (change key, contact id)
         while True:
             svc = SyncFolderItems(account=account)
             try:
@@ -711,7 +714,7 @@ class ExchangeBackend:
                 if kind == SyncFolderItems.DELETE:
                     if self._cache.items.pop(item.id, None) is not None:
                         self._dirty = True
-                    changed.discard(item.id)
+                    changed.pop(item.id, None)
                     continue
                 if kind == SyncFolderItems.READ_FLAG_CHANGE:
                     continue
@@ -723,18 +726,18 @@ class ExchangeBackend:
                     # Foreign (or no longer ours): forget it, never touch it.
                     if self._cache.items.pop(item.id, None) is not None:
                         self._dirty = True
-                    changed.discard(item.id)
+                    changed.pop(item.id, None)
                     continue
                 known = self._cache.items.get(item.id)
                 if known is None or known.ck != item.changekey:
-                    changed.add(item.id)
+                    changed[item.id] = (item.changekey, str(owned))
             if svc.sync_state != state:
                 self._dirty = True
             state = svc.sync_state
             if svc.includes_last_item_in_range or not changes:
                 break
         if changed:
-            self._read_items(sorted(changed))
+            self._read_items(sorted(changed), changed)
         self._cache.sync_state = state
         self._learn_version()
 
@@ -749,8 +752,11 @@ class ExchangeBackend:
                 self._cache.version = text
                 self._dirty = True
 
-    def _read_items(self, ids: list[str]) -> dict[str, _Entry]:
-        """GetItem the kit items `ids` into the cache; returns the entries read."""
+    def _read_items(
+        self, ids: list[str], seen: dict[str, tuple[str, str]] | None = None
+    ) -> dict[str, _Entry]:
+        """GetItem the kit items `ids` into the cache; returns the entries read.
+        `seen` has the change key and contact SyncFolderItems reported for each."""
         out: dict[str, _Entry] = {}
         with _ews("reading tasks"):
             results = list(
@@ -765,9 +771,16 @@ class ExchangeBackend:
                 self._cache.items.pop(item_id, None)  # deleted since it was listed
                 continue
             if isinstance(item, Exception):
+                # Reported (the contact is left alone) until the item changes again.
+                ck, cid = (seen or {}).get(item_id, ("", ""))
                 previous = self._cache.items.get(item_id)
+                if previous is None and cid:
+                    previous = _Entry(item_id, ck, cid, None, Status.OPEN, None, None, "",
+                                      False, None, KitMeta(cid))  # fmt: skip
+                    self._cache.items[item_id] = previous
                 if previous is not None:
-                    previous.problem = f"Exchange cannot read this task: {item}"
+                    previous.ck = ck or previous.ck
+                    previous.problem = f"Exchange cannot read this task: {_short(str(item))}"
                 continue
             entry = self._entry_of(item)
             if entry is None:
@@ -1149,6 +1162,3 @@ def _ca_bundle_adapter(path: str) -> type[requests.adapters.HTTPAdapter]:
             super().cert_verify(conn=conn, url=url, verify=path, cert=cert)
 
     return CABundleAdapter
-
-
-__all__ = ["ExchangeBackend", "TaskContent"]

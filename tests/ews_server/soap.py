@@ -481,6 +481,8 @@ class Operations:
         for ref in req.find(m("ItemIds")):
             try:
                 item = self.resolve_item(ref, caller)
+                if item.id in self.store.corrupt:
+                    raise EwsError("ErrorCorruptData", "The item is corrupt.")
             except EwsError as exc:
                 msg = response_message("GetItem", exc)
                 etree.SubElement(msg, m("Items"))

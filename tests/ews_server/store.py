@@ -235,6 +235,7 @@ class Store:
         self._seq = itertools.count(1)
         self.last_seq = 0
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self.corrupt: set[str] = set()  # item ids GetItem answers with ErrorCorruptData
 
     # --- ids ------------------------------------------------------------------------
 
