@@ -114,7 +114,8 @@ def test_killed_while_regenerating_loses_no_completion(world: GraphWorld) -> Non
     for i in (1, 4, 9):
         new = world.the_open(f"person-{i:04d}")
         assert new.meta.anchor == (now - timedelta(hours=i)).date()
-        assert new.due == new.meta.anchor + timedelta(weeks=3)  # type: ignore[operator]
+        assert new.meta.anchor is not None
+        assert new.due == new.meta.anchor + timedelta(weeks=3)
 
 
 @pytest.mark.parametrize(("method", "part"), [("PATCH", "/tasks/"), ("PATCH", "/linkedResources/")])

@@ -369,3 +369,36 @@ def test_named_list_is_created_when_missing(world: GraphWorld) -> None:
     assert "Keep in touch" in names
     assert len(world.ms.graph.tasks(world.mailbox, "Keep in touch")) == 3
     assert world.ms.graph.tasks(world.mailbox) == []
+
+
+@pytest.mark.slow
+def test_a_thousand_contacts_take_fifty_batch_requests(world: GraphWorld) -> None:
+    world.config["contacts"] = roster(1000)
+    world.write()
+    result = world.sync()
+    assert result.ok and result.counts["created"] == 1000
+    top = graph_requests(world.ms)
+    assert top.count("POST $batch") == 50
+    assert len(top) == 52  # + the list lookup and the (empty) first delta round
+    world.ms.graph.clear_log()
+    world.sync()  # reads its 1000 creations back: delta pages of 100
+    assert graph_requests(world.ms) == ["GET delta"] * 10
+    world.ms.graph.clear_log()
+    assert sum(world.sync().counts.values()) == 0
+    assert graph_requests(world.ms) == ["GET delta"]
+
+
+def test_task_whose_link_a_client_removed_stays_ours(world: GraphWorld) -> None:
+    world.sync()
+    target = world.the_open("person-0001")
+    lst = world.ms.graph.list_named(world.mailbox)
+    task = lst.tasks[target.href]
+    task.links.clear()
+    world.ms.graph._touch(lst, task)
+    assert world.sync().ok  # the mirror still knows it is ours: no duplicate
+    assert len(world.server_tasks()) == 2  # (the one without a link is not counted here)
+    world.config["tiers"]["inner"]["every"] = "4 weeks"
+    world.write()
+    assert world.sync().ok  # the update puts kit-sync's link back
+    assert len(world.server_tasks()) == 3
+    assert world.the_open("person-0001").meta.every == "P28D"
