@@ -791,3 +791,44 @@ def test_an_unreadable_task_blocks_only_its_contact(world: ExchangeWorld) -> Non
     result = world.sync()
     assert result.problems == []
     assert result.counts["updated"] == 1  # Ann's notes, now that it reads again
+
+
+# --- the fake server itself, seen through exchangelib's high-level API ---------------------
+
+
+def test_fake_server_regenerates_as_the_ews_reference_says(ews: EwsServer) -> None:
+    """The sequence of exchangelib's own test_recurring_item (regenerating part)."""
+    from exchangelib import Task
+    from exchangelib.recurrence import DailyRegeneration, TaskRecurrence
+
+    email = new_mailbox(ews)
+    ews.store.clock = lambda: datetime(2026, 3, 10, 23, 30, tzinfo=UTC)
+    account = second_client(ews, email)
+    master = Task(
+        folder=account.tasks,
+        subject="regen",
+        recurrence=TaskRecurrence(
+            pattern=DailyRegeneration(interval=1), start=date(2016, 1, 1), number=2
+        ),
+    ).save()
+    master_id = master.id
+    master.refresh()
+    assert (master.is_recurring, master.change_count) == (True, 1)
+    master.status = Task.COMPLETED
+    occurrence = master.save()  # the response carries the new one-off copy's id
+    assert occurrence.id != master_id
+    occurrence.refresh()
+    assert (occurrence.is_recurring, occurrence.status) == (False, Task.COMPLETED)
+    again = account.tasks.get(id=master_id)
+    assert again.change_count == 2
+    assert again.due_date == date(2026, 3, 11)  # from the server's (UTC) today
+    assert again.recurrence.boundary.number == 1
+    # The last occurrence completes in place: same id back, no new copy.
+    again.status = Task.COMPLETED
+    assert again.save().id == master_id
+    assert len(list(account.tasks.all())) == 2
+    from exchangelib.errors import ErrorIrresolvableConflict
+
+    with pytest.raises(ErrorIrresolvableConflict):
+        stale = Task(account=account, id=master_id, changekey=occurrence.changekey, subject="x")
+        stale.save(update_fields=["subject"], conflict_resolution="NeverOverwrite")

@@ -454,7 +454,15 @@ class Store:
         `regenerate_from` + its interval, and a completed one-off copy is created and
         returned; a one-off task is itself completed and returned."""
         regen = item.regeneration()
-        if regen is None:
+        number = (
+            item.props["Recurrence"].find(f"{t('NumberedRecurrence')}/{t('NumberOfOccurrences')}")
+            if regen
+            else None
+        )
+        if regen is None or (number is not None and int(number.text or "1") <= 1):
+            # A one-off task, or the last occurrence: the item itself is completed
+            # and the response carries its own id.
+            item.props.pop("Recurrence", None)
             self._stamp_completed(item, stamp)
             return item
         pattern, interval = regen
@@ -496,13 +504,9 @@ class Store:
             start = boundary.find(t("StartDate"))
             if start is not None:
                 start.text = new_due.isoformat()
-            number = boundary.find(t("NumberOfOccurrences"))
-            if number is not None and number.text:
-                left = int(number.text) - 1
-                if left <= 0:
-                    del item.props["Recurrence"]
-                else:
-                    number.text = str(left)
+            left = boundary.find(t("NumberOfOccurrences"))
+            if left is not None and left.text:
+                left.text = str(int(left.text) - 1)
         return copy_
 
     def delete_item(self, item: Item, delete_type: str) -> None:
