@@ -402,3 +402,34 @@ def test_task_whose_link_a_client_removed_stays_ours(world: GraphWorld) -> None:
     assert world.sync().ok  # the update puts kit-sync's link back
     assert len(world.server_tasks()) == 3
     assert world.the_open("person-0001").meta.every == "P28D"
+
+
+def test_half_done_update_is_finished_at_the_next_listing(world: GraphWorld) -> None:
+    """The task PATCH went through, the link PATCH in the same $batch was refused:
+    without the pending record the new due date would read as a user's snooze."""
+    world.config["backend"]["max_retry_wait"] = 0
+    world.write()
+    world.sync()
+    world.complete_on_phone(
+        "person-0000", datetime(2026, 11, 22, 9, 0, tzinfo=ZoneInfo("Europe/Berlin"))
+    )
+    world.now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+    world.sync()  # regenerated: due counted from Nov 22
+    assert world.the_open("person-0000").due == date(2026, 12, 13)
+    world.config["tiers"]["inner"]["every"] = "4 weeks"
+    world.write()
+    world.ms.graph.throttle_batch_items(
+        1, retry_after=30, match=lambda m, p: m == "PATCH" and "/linkedResources/" in p
+    )
+    with pytest.raises(Throttled):
+        world.sync()
+    half = world.the_open("person-0000")
+    assert half.due == date(2026, 12, 20) and half.meta.every == "P21D"
+    assert half.snoozed  # due moved, bookkeeping not: it reads as a snooze
+    world.ms.graph.clear_log()
+    assert world.sync().ok
+    links = world.ms.graph.requests("PATCH", "/linkedResources/", batch=True)
+    assert links[0]["path"].split("/tasks/")[1].startswith(half.href)
+    fixed = world.the_open("person-0000")
+    assert fixed.meta.every == "P28D" and not fixed.snoozed
+    assert fixed.due == fixed.meta.planned_due == date(2026, 12, 20)

@@ -674,10 +674,8 @@ class GraphBackend:
                 "backend.create: true"
             )
         list_id = str(found["id"])
-        if self._list_id is None and self._tasks and self._state is not None:
-            stored = self._state.get_token(f"{self._key}:list")
-            if stored and stored != list_id:
-                self._reset_mirror()
+        if self._tasks:  # a mirror of another list (the cached id was forgotten)
+            self._reset_mirror()
         self._list_id = list_id
         self._put("list", list_id)
         return list_id

@@ -150,7 +150,7 @@ class FakeGraph:
         self.log: list[dict[str, Any]] = []
         self.hooks: list[Hook] = []
         self._throttle: list[tuple[int, float, int, Callable[[str, str], bool]]] = []
-        self._throttle_items: list[tuple[int, float, int]] = []
+        self._throttle_items: list[tuple[int, float, int, Callable[[str, str], bool]]] = []
 
     # --- knobs for tests --------------------------------------------------------------
 
@@ -164,9 +164,15 @@ class FakeGraph:
         """Answer the next `count` (matching) top-level requests with `status` + Retry-After."""
         self._throttle.append((count, retry_after, status, match or (lambda m, p: True)))
 
-    def throttle_batch_items(self, count: int, retry_after: float = 1, status: int = 429) -> None:
-        """Answer the next `count` requests inside $batch bodies with `status`."""
-        self._throttle_items.append((count, retry_after, status))
+    def throttle_batch_items(
+        self,
+        count: int,
+        retry_after: float = 1,
+        status: int = 429,
+        match: Callable[[str, str], bool] | None = None,
+    ) -> None:
+        """Answer the next `count` (matching) requests inside $batch bodies with `status`."""
+        self._throttle_items.append((count, retry_after, status, match or (lambda m, p: True)))
 
     def before(
         self, match: Callable[[str, str], bool], action: Callable[[], None], times: int = 1
@@ -500,9 +506,9 @@ class FakeGraph:
             self.log.append(entry)
             throttled = None
             with self.lock:
-                for i, (count, wait, status) in enumerate(self._throttle_items):
-                    if count > 0:
-                        self._throttle_items[i] = (count - 1, wait, status)
+                for i, (count, wait, status, match) in enumerate(self._throttle_items):
+                    if count > 0 and match(method, path):
+                        self._throttle_items[i] = (count - 1, wait, status, match)
                         throttled = {
                             "id": rid,
                             "status": status,
