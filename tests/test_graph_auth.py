@@ -78,7 +78,7 @@ def test_login_once_then_sync_refreshes_silently(person: GraphWorld) -> None:
 def test_sync_without_login_exits_3(person: GraphWorld) -> None:
     done = person.cli("sync")
     assert done.returncode == 3
-    assert "not signed in" in done.stderr and "run: kit-sync login" in done.stderr
+    assert "not signed in" in done.stderr and "run kit-sync login" in done.stderr
     assert not Path(person.config["backend"]["token_cache"]).exists()
 
 
@@ -88,7 +88,7 @@ def test_revoked_login_exits_3_and_login_again_fixes_it(person: GraphWorld) -> N
     person.ms.entra.revoke_refresh_tokens()  # password reset, admin revoked sessions, ...
     done = person.cli("sync")
     assert done.returncode == 3
-    assert "expired or was revoked" in done.stderr and "run: kit-sync login" in done.stderr
+    assert "expired or was revoked" in done.stderr and "run kit-sync login" in done.stderr
     assert login(person)[0] == 0
     done = person.cli("sync")
     assert done.returncode == 0, done.stderr

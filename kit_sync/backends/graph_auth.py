@@ -48,7 +48,7 @@ KNOWN_AUTHORITY_HOSTS = frozenset(
     }
 )
 
-LOGIN_HINT = "run: kit-sync login"
+LOGIN_HINT = "run kit-sync login"
 
 
 class TokenProvider(Protocol):
