@@ -395,13 +395,16 @@ def test_task_whose_link_a_client_removed_stays_ours(world: GraphWorld) -> None:
     task = lst.tasks[target.href]
     task.links.clear()
     world.ms.graph._touch(lst, task)
-    assert world.sync().ok  # the mirror still knows it is ours: no duplicate
-    assert len(world.server_tasks()) == 2  # (the one without a link is not counted here)
+    result = world.sync()  # the mirror still knows it is ours: no duplicate
+    assert result.ok and sum(result.counts.values()) == 0
     world.config["tiers"]["inner"]["every"] = "4 weeks"
     world.write()
-    assert world.sync().ok  # the update puts kit-sync's link back
-    assert len(world.server_tasks()) == 3
-    assert world.the_open("person-0001").meta.every == "P28D"
+    result = world.sync()  # the update adds kit-sync's link back
+    assert result.ok and result.counts["created"] == 0
+    assert len(world.ms.graph.tasks(world.mailbox)) == 3  # no duplicate on the server
+    again = world.the_open("person-0001")
+    assert again.href == target.href and again.meta.every == "P28D"
+    assert len(task.links) == 1
 
 
 def test_half_done_update_is_finished_at_the_next_listing(world: GraphWorld) -> None:

@@ -281,6 +281,7 @@ _KEEP = (
     "isReminderOn",
     "recurrence",
     "createdDateTime",
+    "_detached",  # ours, not Graph's: our link is known here but gone on the server
 )
 
 
@@ -767,17 +768,21 @@ class GraphBackend:
                     unknown.append(tid)
                     continue
                 item = {**item, "linkedResources": known.get("linkedResources", [])}
+                if known.get("_detached"):
+                    item["_detached"] = True
             if find_link(item) is None:
                 if known is None or find_link(known) is None:
                     now.pop(tid, None)  # foreign
                     continue
+                kept = {k: v for k, v in find_link(known).items() if k != "id"}  # type: ignore[union-attr]
                 log.warning(
-                    "task %s lost kit-sync's link (edited by a client?); still treating it "
-                    "as contact %s's",
+                    "task %s lost kit-sync's link (removed by a client?); still contact %s's, "
+                    "the link is added again at the next update",
                     tid,
-                    find_link(known)["externalId"],  # type: ignore[index]
+                    kept["externalId"],
                 )
-                item = {**item, "linkedResources": known["linkedResources"]}
+                # No id: the next link write adds it back (POST) instead of patching it.
+                item = {**item, "linkedResources": [kept], "_detached": True}
             now[tid] = compact(item)
             changed.add(tid)
         for raw in self._fetch_many(unknown):
@@ -927,10 +932,7 @@ class GraphBackend:
             body=self._new_body(new),
             safe=False,
         )
-        made = self._store(raw, self._new_body(new)["linkedResources"][0])
-        if find_link(raw) is not None and not find_link(raw).get("id"):  # type: ignore[union-attr]
-            log.debug("created task %s without a link id", made.href)
-        return made
+        return self._store(raw, self._new_body(new)["linkedResources"][0])
 
     def create_tasks(self, news: list[NewTask]) -> list[KitTask | BackendError]:
         """Create many tasks, 20 to a `$batch` request. One result per task, in order:
@@ -991,15 +993,22 @@ class GraphBackend:
         return [r if r is not None else BackendError("not sent") for r in results]
 
     def _current(self, task: KitTask) -> dict[str, Any]:
+        """The task as last seen, with our link and (when the server has it) its id."""
         raw = self._tasks.get(task.href)
-        if raw is None:
-            raw = self._call(
-                "GET", f"{self._task_url(task.href)}?$expand=linkedResources", f"task {task.href}"
-            )
-            if find_link(raw) is None:
+        link = find_link(raw) if raw is not None else None
+        if raw is not None and link is not None and (link.get("id") or raw.get("_detached")):
+            return raw
+        # Unknown here, or created by a POST whose answer left out the link's id:
+        # read it, so a link update patches that link instead of adding another.
+        fresh = self._call(
+            "GET", f"{self._task_url(task.href)}?$expand=linkedResources", f"task {task.href}"
+        )
+        if find_link(fresh) is None:
+            if link is None:
                 raise NotFound(f"task {task.href} is no longer kit-sync's")
-            self._tasks[task.href] = compact(raw)
-        return raw
+            fresh = {**fresh, "linkedResources": [link], "_detached": True}
+        self._tasks[task.href] = compact(fresh)
+        return self._tasks[task.href]
 
     def _task_patch(
         self, raw: dict[str, Any], task: KitTask, change: TaskChange, alarm: str | None
@@ -1102,8 +1111,8 @@ class GraphBackend:
                 f"kit-sync's link on {what}",
                 second.get("headers"),
             )
-            # The task itself changed: forget our copy so the next listing reads it.
-            self._tasks.pop(task.href, None)
+            # The task itself changed: the next delta round brings it (our copy keeps
+            # it kit-sync's meanwhile, and the pending record finishes the link).
             raise type(err)(
                 f"{err}; the task was updated, kit-sync's bookkeeping on it is finished at "
                 "the next sync"
