@@ -136,7 +136,11 @@ class GraphWorld:
 
     def server_tasks(self, contact_id: str | None = None) -> list[Task]:
         out = []
-        for task in self.ms.graph.tasks(self.mailbox, self.config["backend"].get("task_list")):
+        try:
+            tasks = self.ms.graph.tasks(self.mailbox, self.config["backend"].get("task_list"))
+        except KeyError:  # the list does not exist (yet)
+            return []
+        for task in tasks:
             link = find_link({"linkedResources": task.links})
             if link is not None and (contact_id is None or link["externalId"] == contact_id):
                 out.append(task)
