@@ -240,23 +240,29 @@ def build_plan(inputs: Inputs) -> Plan:
         last, last_source = max(days) if days else (None, None)
 
         for t in tasks:
-            if t.status is Status.COMPLETED and t.recurring:
+            if t.status is not Status.COMPLETED or not (t.recurring or t.completed is None):
+                continue
+            day = touch_day_of(t, inputs, successor_anchor)
+            if t.recurring:
                 # A client completed a task the user made repeating, but the item may
                 # still show as open on the phone (an override, a due moved in place):
                 # keep it as a plain completed task, as history (kit-sync regenerates).
-                day = touch_day_of(t, inputs, successor_anchor)
-                plan.actions.append(
-                    Action(
-                        Kind.UPDATE,
-                        cid,
-                        f"completed on {day} as a repeating task; kept as a plain completed task",
-                        task=t,
-                        change=TaskChange(
-                            status=Status.COMPLETED,
-                            completed_at=completion_stamp(t, day, inputs),
-                        ),
-                    )
+                why = f"completed on {day} as a repeating task; kept as a plain completed task"
+            else:
+                # Completed without a COMPLETED stamp: write down the day we counted,
+                # so it survives a lost state file.
+                why = f"completed without a date; recorded as {day}"
+            plan.actions.append(
+                Action(
+                    Kind.UPDATE,
+                    cid,
+                    why,
+                    task=t,
+                    change=TaskChange(
+                        status=Status.COMPLETED, completed_at=completion_stamp(t, day, inputs)
+                    ),
                 )
+            )
 
         if contact is None or contact.paused:
             why = "paused in the roster" if contact else "no longer in the roster"

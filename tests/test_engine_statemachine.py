@@ -43,6 +43,7 @@ class EngineMachine(RuleBasedStateMachine):
         self.snoozed: dict[str, date] = {}
         self.unstamped: set[str] = set()
         self.synced = False
+        self.interrupted = False
 
     def teardown(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -104,8 +105,8 @@ class EngineMachine(RuleBasedStateMachine):
     @rule(who=st.sampled_from(PEOPLE), days=st.integers(1, 30))
     def snooze_on_phone(self, who: str, days: int) -> None:
         opens = self.world.open_tasks(who)
-        if len(opens) != 1 or opens[0].due is None:
-            return
+        if len(opens) != 1 or opens[0].due is None or who not in self._active():
+            return  # (a removed contact's leftover task is cancelled, snoozed or not)
         new_due = opens[0].due + timedelta(days=days)
         self.world.set_due_raw(opens[0], new_due)
         self.snoozed[who] = new_due
@@ -144,6 +145,10 @@ class EngineMachine(RuleBasedStateMachine):
             self.world.write_config(self._config())
             self.snoozed.pop(who, None)
 
+    # Losing the state file right after an interrupted cycle is a double fault the
+    # contract does not cover for stamp-less completions (their day lives in the
+    # state until the next cycle writes it onto the task).
+    @precondition(lambda self: not self.interrupted)
     @rule()
     def lose_state(self) -> None:
         for name in ("state.sqlite", "state.sqlite-wal", "state.sqlite-shm"):
@@ -171,6 +176,7 @@ class EngineMachine(RuleBasedStateMachine):
         backend.update_task = counted(backend.update_task)  # type: ignore[method-assign]
         backend.delete_task = counted(backend.delete_task)  # type: ignore[method-assign]
         self._kit_sync_looks()
+        self.interrupted = True
         try:
             engine.run_cycle()
         except Crash:
@@ -184,6 +190,7 @@ class EngineMachine(RuleBasedStateMachine):
         result = self.world.sync()
         assert result.ok, result.failures
         self.synced = True
+        self.interrupted = False
         self.check_contract()
         assert self.world.sync().plan.actions == []  # converged: a second cycle is idle
 
