@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -43,11 +41,3 @@ def mailbox(ms: FakeMicrosoft) -> str:
     upn = f"user{next(_users)}@contoso.example"
     ms.entra.add_user(upn)
     return upn
-
-
-def graph_config(ms: FakeMicrosoft, mode: str = "secret", **extra: Any) -> dict[str, Any]:
-    return ms.backend_config(mode, **extra)
-
-
-def write_path(p: Path) -> str:
-    return str(p)
