@@ -360,8 +360,7 @@ class GraphConfig(Strict):
                 )
             if self.tenant in ("common", "organizations", "consumers"):
                 raise ValueError(
-                    "app-only access needs tenant: your tenant id or domain, "
-                    f"not '{self.tenant}'"
+                    f"app-only access needs tenant: your tenant id or domain, not '{self.tenant}'"
                 )
         return self
 
