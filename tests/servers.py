@@ -169,7 +169,7 @@ class Radicale(DavServer):
                 "htpasswd_encryption = plain\ndelay = 0\n"
             )
         config.write_text(
-            f"[server]\nhosts = 127.0.0.1:{self.port}\n\n{auth}\n"
+            f"[server]\nhosts = 127.0.0.1:{self.port}\nmax_connections = 64\n\n{auth}\n"
             f"[storage]\nfilesystem_folder = {self.data}\n\n"
             "[rights]\ntype = owner_only\n\n[logging]\nlevel = warning\n"
         )

@@ -543,7 +543,11 @@ class CaldavBackend:
         self._client.session.hooks.setdefault("response", []).append(self._count)
         url = cache.get(self._list_key) if cache else None
         if url is None:
-            url = self._discover()
+            try:
+                url = self._discover()
+            except BaseException:
+                self._drop_client()
+                raise
             if cache:
                 cache.put(self._list_key, url)
         self._use_collection(url)
@@ -680,8 +684,7 @@ class CaldavBackend:
         log.warning("%s answers 404; looking for the task list again", self._where)
         if self._cache is not None:
             self._cache.put(self._list_key, None)
-        self._calendar = None
-        self._client = None
+        self._drop_client()
 
     def _refresh(self) -> None:
         if self._mode == "sync":
@@ -999,12 +1002,15 @@ class CaldavBackend:
             with contextlib.suppress(sqlite3.Error):
                 self._cache.save_write(self.collection, key, None, etag)
 
-    def close(self) -> None:
+    def _drop_client(self) -> None:
         if self._client is not None:
             with contextlib.suppress(Exception):
                 self._client.close()
+        self._client = None
+        self._calendar = None
+
+    def close(self) -> None:
+        self._drop_client()
         if self._cache is not None:
             self._cache.close()
             self._cache = None
-        self._client = None
-        self._calendar = None
