@@ -8,7 +8,8 @@
 # the config is mounted read-only at run time and secrets come from the
 # environment or mounted files.
 
-FROM python:3.12-slim-bookworm AS build
+# Python 3.11: the version the test suite runs on.
+FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
@@ -17,7 +18,7 @@ COPY kit_sync ./kit_sync
 # The README's install command ("Run as a service"): keep the two identical.
 RUN python3 -m venv /opt/kit-sync && /opt/kit-sync/bin/pip install ".[all]"
 
-FROM python:3.12-slim-bookworm
+FROM python:3.11-slim-bookworm
 # KIT_SYNC_CONFIG lets `docker exec <container> kit-sync status` find the config;
 # with no `state:` in it, the state database goes to /data/state/kit-sync/.
 ENV PATH=/opt/kit-sync/bin:$PATH \
