@@ -345,3 +345,55 @@ def test_phone_client_is_independent(kit: Kit, phone: Phone) -> None:
     assert isinstance(phone.http, httpx.Client)
     one_shot(kit)
     assert len(phone.listing()) == 12
+
+
+# --- the quick path: a new process's idle check without the caldav library --------------
+
+PROBE = """
+import sys
+from kit_sync.app import load, open_engine
+engine = open_engine(load(__import__("pathlib").Path(sys.argv[1])))
+result = engine.run_cycle()
+assert result.ok, result.failures
+print(engine.backend.requests, sum(result.counts.values()), "caldav" in sys.modules,
+      "icalendar" in sys.modules)
+engine.backend.close()
+engine.state.close()
+"""
+
+
+def probe(kit: Kit) -> tuple[int, int, bool, bool]:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(kit.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    requests, actions, caldav, icalendar = done.stdout.split()
+    return int(requests), int(actions), caldav == "True", icalendar == "True"
+
+
+def test_idle_new_process_never_imports_caldav(kit: Kit) -> None:
+    one_shot(kit)
+    assert probe(kit) == (1, 0, False, False)
+
+
+def test_new_process_with_one_completion(kit: Kit, phone: Phone) -> None:
+    one_shot(kit)
+    victim = sorted(kit.listing().tasks, key=lambda t: t.uid)[0]
+    phone.edit(href_of(victim), lambda t: _utc(t, datetime.now(UTC)))
+    # the quick REPORT, one multiget (caldav now), one PUT (the regenerated task)
+    assert probe(kit) == (3, 1, True, True)
+    assert probe(kit) == (1, 0, False, False)
+
+
+def test_quick_path_sees_deletions(kit: Kit, phone: Phone) -> None:
+    one_shot(kit)
+    victim = sorted(kit.listing().tasks, key=lambda t: t.uid)[0]
+    phone.delete(href_of(victim))
+    assert probe(kit)[:2] == (2, 1)  # the REPORT reports the deletion; one PUT recreates
+    assert len(kit.opens()) == 12

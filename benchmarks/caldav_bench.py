@@ -1,0 +1,325 @@
+"""CalDAV backend figures against real servers (Radicale and Xandikos on 127.0.0.1).
+
+    .venv/bin/python benchmarks/caldav_bench.py [--large] [--servers radicale,xandikos]
+
+For N contacts (100 and 1,000; also 5,000 with --large), measured in the same run:
+
+1. provisioning: the first `kit-sync sync` cycle creating N tasks on an empty list,
+   against a bare loop of N caldav PUTs (`DAVClient.put` with If-None-Match: *) of
+   the very same VTODOs on an empty list of the same server. The bare loop runs
+   before and after kit-sync (the server slows down as lists and history grow) and
+   the ratio is against their mean. Target: <= 1.15.
+2. an idle cycle, as the daemon runs it (one engine kept): HTTP requests (target 1)
+   and time, against one bare sync-collection REPORT with a valid token. Target
+   ratio <= 1.3. The backend's own share (fetch_listing) is printed beside it.
+3. a cycle after k = 10 completions made on a phone: requests (target k + 2), time.
+4. `kit-sync sync` as a whole process with no changes (N = 1,000), against
+   `vdirsyncer sync` of the same list to a local folder, also with no changes.
+   Target: faster.
+5. the peak RSS of the `kit-sync sync` process (provisioning, and a first full
+   listing with no cache file) at the largest N. Target at N = 5,000: <= 100 MB.
+
+Figures, not assertions: tests pin the request counts; this shows times at scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+import yaml  # noqa: E402
+from servers import DavServer, Phone, make_server  # noqa: E402
+
+from kit_sync.app import load, open_engine  # noqa: E402
+from kit_sync.backends.caldav import CaldavBackend, _file_name  # noqa: E402
+from kit_sync.backends.ical import new_vtodo  # noqa: E402
+from kit_sync.engine import Engine  # noqa: E402
+
+K = 10
+PUT_HEADERS = {"Content-Type": "text/calendar; charset=utf-8", "If-None-Match": "*"}
+
+
+def line(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def write_kit(folder: Path, server: DavServer, collection: str, n: int) -> Path:
+    """A config whose roster is a CSV of n people (as an Outlook/Google export would be)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    people = folder / "people.csv"
+    with people.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["name", "email", "tier", "notes"])
+        for i in range(n):
+            w.writerow([f"Person {i:05d}", f"p{i}@example.com", ("inner", "core")[i % 2], ""])
+    backend: dict[str, Any] = {"type": "caldav", "url": collection, "timeout": 60}
+    auth = server.auth()
+    if auth:
+        backend.update(username=auth[0], password=auth[1])
+    config = {
+        "timezone": "Europe/Berlin",
+        "backend": backend,
+        "state": "state.sqlite",
+        "tiers": {"inner": {"every": "3 weeks"}, "core": {"every": "2 months"}},
+        "include": [{"path": "people.csv", "format": "csv"}],
+    }
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def engine_for(config: Path) -> Engine:
+    return open_engine(load(config))
+
+
+def close(engine: Engine) -> None:
+    engine.backend.close()
+    engine.state.close()
+
+
+def planned_bodies(config: Path) -> list[tuple[str, bytes]]:
+    """The VTODOs kit-sync's first cycle will PUT, as (file name, bytes)."""
+    engine = engine_for(config)
+    try:
+        plan, _, _ = engine.fetch_plan()
+        now = engine.clock()
+        return [
+            (_file_name(a.new.uid), new_vtodo(a.new, engine.tz, now))
+            for a in plan.actions
+            if a.new is not None
+        ]
+    finally:
+        close(engine)
+
+
+def bare_put_loop(server: DavServer, bodies: list[tuple[str, bytes]]) -> float:
+    """N plain caldav PUTs of the same bytes on a fresh, empty list."""
+    from caldav.davclient import DAVClient
+
+    url = server.new_collection()
+    auth = server.auth()
+    client = DAVClient(
+        url=url, username=auth[0] if auth else None, password=auth[1] if auth else None
+    )
+    try:
+        t0 = time.perf_counter()
+        for name, body in bodies:
+            r = client.put(url + name, body, PUT_HEADERS)
+            assert r.status in (201, 204), r.status
+        return time.perf_counter() - t0
+    finally:
+        client.close()
+
+
+def bare_report(server: DavServer, collection: str, token: str) -> float:
+    """One sync-collection REPORT with a valid token (nothing changed), via caldav."""
+    from caldav.davclient import DAVClient
+
+    auth = server.auth()
+    client = DAVClient(
+        url=collection, username=auth[0] if auth else None, password=auth[1] if auth else None
+    )
+    try:
+        cal = client.calendar(url=collection)
+        cal.get_objects_by_sync_token(token, load_objects=False, disable_fallback=True)  # warm
+        times = []
+        for _ in range(7):
+            t0 = time.perf_counter()
+            cal.get_objects_by_sync_token(token, load_objects=False, disable_fallback=True)
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+    finally:
+        client.close()
+
+
+def timed_cycles(engine: Engine, n: int = 7) -> tuple[float, float, list[int]]:
+    """Median time of an engine cycle and of the backend's fetch_listing alone."""
+    backend: CaldavBackend = engine.backend  # type: ignore[assignment]
+    cycles, listings, requests = [], [], []
+    for _ in range(n):
+        before = backend.requests
+        t0 = time.perf_counter()
+        result = engine.run_cycle()
+        cycles.append(time.perf_counter() - t0)
+        requests.append(backend.requests - before)
+        assert result.ok and sum(result.counts.values()) == 0, result.counts
+        t0 = time.perf_counter()
+        backend.fetch_listing()
+        listings.append(time.perf_counter() - t0)
+    return statistics.median(cycles), statistics.median(listings), requests
+
+
+def run_process(args: list[str], cwd: Path) -> tuple[float, int, int]:
+    """(wall seconds, exit code, peak RSS in MB) of a child process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(args, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0 and proc.stderr is not None:
+        sys.stderr.write(proc.stderr.read().decode()[-2000:])
+    return wall, code, usage.ru_maxrss // 1024
+
+
+def kit_sync_cmd(config: Path) -> list[str]:
+    return [sys.executable, "-m", "kit_sync", "-q", "--config", str(config), "sync"]
+
+
+def vdirsyncer(folder: Path, server: DavServer, collection: str) -> Callable[[], float]:
+    """A vdirsyncer pair: the same list to a local folder. Returns a timed `sync`."""
+    exe = shutil.which("vdirsyncer") or str(Path(sys.executable).with_name("vdirsyncer"))
+    (folder / "local").mkdir(parents=True, exist_ok=True)
+    auth = server.auth()
+    creds = f'username = "{auth[0]}"\npassword = "{auth[1]}"\n' if auth else ""
+    (folder / "config").write_text(
+        f'[general]\nstatus_path = "{folder}/status/"\n\n'
+        '[pair tasks]\na = "local"\nb = "dav"\ncollections = null\n\n'
+        f'[storage local]\ntype = "filesystem"\npath = "{folder}/local/"\nfileext = ".ics"\n\n'
+        f'[storage dav]\ntype = "caldav"\nurl = "{collection}"\n{creds}'
+    )
+    env = dict(os.environ, VDIRSYNCER_CONFIG=str(folder / "config"))
+    subprocess.run([exe, "discover"], env=env, check=True, capture_output=True, input=b"y\n" * 4)
+
+    def sync() -> float:
+        t0 = time.perf_counter()
+        subprocess.run([exe, "sync"], env=env, check=True, capture_output=True)
+        return time.perf_counter() - t0
+
+    return sync
+
+
+def complete_on_phone(server: DavServer, collection: str, engine: Engine, k: int) -> None:
+    phone = Phone(server, collection)
+    try:
+        tasks = sorted(engine.backend.fetch_listing().tasks, key=lambda t: t.uid)[:k]
+        stamp = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y%m%dT%H%M%SZ")
+        for t in tasks:
+            phone.edit(
+                t.href.rsplit("/", 1)[-1],
+                lambda text: text.replace(
+                    "STATUS:NEEDS-ACTION", f"STATUS:COMPLETED\r\nCOMPLETED:{stamp}"
+                ),
+            )
+    finally:
+        phone.close()
+
+
+def bench(kind: str, n: int, work: Path, *, whole_process: bool, rss: bool) -> None:
+    line(f"\n## {kind}, N = {n:,}")
+    server = make_server(kind, work / f"{kind}-{n}-server")
+    try:
+        collection = server.new_collection()
+        config = write_kit(work / f"{kind}-{n}-kit", server, collection, n)
+        bodies = planned_bodies(config)
+        assert len(bodies) == n
+        bare1 = bare_put_loop(server, bodies)
+        # 1. provisioning, as `kit-sync sync` does it (in this process; the RSS run
+        # below repeats it as a real process on a list of its own)
+        engine = engine_for(config)
+        t0 = time.perf_counter()
+        result = engine.run_cycle()
+        t_kit = time.perf_counter() - t0
+        assert result.ok and result.counts["created"] == n, result.counts
+        provisioning_requests = engine.backend.requests  # type: ignore[attr-defined]
+        bare2 = bare_put_loop(server, bodies)
+        bare = (bare1 + bare2) / 2
+        line(
+            f"provisioning: kit-sync {t_kit:.2f} s ({provisioning_requests} requests) vs bare "
+            f"PUT loop {bare:.2f} s (runs {bare1:.2f} / {bare2:.2f}): ratio {t_kit / bare:.3f} "
+            "(target <= 1.15)"
+        )
+        # 2. idle cycle in the daemon's engine
+        engine.run_cycle()  # our own writes come back: recognised by ETag
+        cycle, listing, requests = timed_cycles(engine)
+        token = engine.backend._token  # type: ignore[attr-defined]
+        report = bare_report(server, collection, token)
+        line(
+            f"idle cycle: {max(requests)} request(s) (all: {sorted(set(requests))}); "
+            f"{cycle * 1000:.1f} ms vs bare sync REPORT {report * 1000:.1f} ms: ratio "
+            f"{cycle / report:.2f} (target <= 1.3); backend fetch_listing alone "
+            f"{listing * 1000:.1f} ms: ratio {listing / report:.2f}"
+        )
+        # 3. k completions
+        complete_on_phone(server, collection, engine, K)
+        before = engine.backend.requests  # type: ignore[attr-defined]
+        t0 = time.perf_counter()
+        result = engine.run_cycle()
+        t_k = time.perf_counter() - t0
+        used = engine.backend.requests - before  # type: ignore[attr-defined]
+        assert result.counts["regenerated"] == K, result.counts
+        line(
+            f"cycle after k = {K} completions: {used} requests (target <= {K + 2}), "
+            f"{t_k * 1000:.0f} ms"
+        )
+        close(engine)
+        # 4. whole process, no changes, against vdirsyncer
+        if whole_process:
+            run_process(kit_sync_cmd(config), config.parent)  # settle: nothing to do
+            kit_times = [run_process(kit_sync_cmd(config), config.parent) for _ in range(5)]
+            sync = vdirsyncer(work / f"{kind}-{n}-vdirsyncer", server, collection)
+            sync()  # the first sync downloads everything
+            vdir_times = [sync() for _ in range(5)]
+            k_med = statistics.median(w for w, _, _ in kit_times)
+            v_med = statistics.median(vdir_times)
+            line(
+                f"`kit-sync sync`, no changes, whole process: {k_med:.2f} s (peak RSS "
+                f"{max(r for _, _, r in kit_times)} MB) vs `vdirsyncer sync` {v_med:.2f} s: "
+                f"{'faster' if k_med < v_med else 'SLOWER'} ({v_med / k_med:.2f}x)"
+            )
+        # 5. peak RSS of real processes: provisioning, then a first full listing
+        if rss:
+            other = server.new_collection()
+            config2 = write_kit(work / f"{kind}-{n}-rss", server, other, n)
+            wall, _, peak = run_process(kit_sync_cmd(config2), config2.parent)
+            line(
+                f"`kit-sync sync` provisioning {n:,} as a process: {wall:.1f} s, peak RSS {peak} MB"
+            )
+            (config2.parent / "state.caldav-cache.sqlite").unlink()
+            wall, _, peak2 = run_process(kit_sync_cmd(config2), config2.parent)
+            line(
+                f"`kit-sync sync` with no cache file (full listing + multiget of {n:,}): "
+                f"{wall:.1f} s, peak RSS {peak2} MB (target <= 100 MB at N = 5,000)"
+            )
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--large", action="store_true", help="also N = 5,000")
+    parser.add_argument("--servers", default="radicale,xandikos")
+    parser.add_argument("--sizes", default=None, help="comma-separated N (overrides)")
+    args = parser.parse_args()
+    sizes = [100, 1000] + ([5000] if args.large else [])
+    if args.sizes:
+        sizes = [int(x) for x in args.sizes.split(",")]
+    line(f"# kit-sync CalDAV benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    line(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    with tempfile.TemporaryDirectory(prefix="kit-caldav-bench-") as tmp:
+        for kind in args.servers.split(","):
+            for n in sizes:
+                bench(
+                    kind,
+                    n,
+                    Path(tmp),
+                    whole_process=n == 1000 or (n == max(sizes) and 1000 not in sizes),
+                    rss=n == max(sizes),
+                )
+
+
+if __name__ == "__main__":
+    main()
