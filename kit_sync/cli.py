@@ -185,7 +185,7 @@ def run() -> None:
     loaded = _load()
     engine = open_engine(loaded)
     try:
-        Daemon(engine, loaded.config).run_forever()
+        Daemon(engine, loaded.config, skip_bad_rows=OPTS.skip_bad_rows).run_forever()
     finally:
         engine.backend.close()
         engine.state.close()

@@ -13,6 +13,7 @@ import logging
 import signal
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -28,9 +29,15 @@ from kit_sync.health import HealthServer, Monitor, timed
 log = logging.getLogger("kit_sync")
 
 
+#: Settings used when the daemon starts; a change to them needs a restart.
+RESTART_NEEDED = ("backend", "state", "timezone", "sync", "health")
+
+
 class Daemon:
-    def __init__(self, engine: Engine, config: Config) -> None:
+    def __init__(self, engine: Engine, config: Config, *, skip_bad_rows: bool = False) -> None:
         self.engine = engine
+        self.skip_bad_rows = skip_bad_rows
+        self._mtimes = self._watched_mtimes()
         self.every = config.sync.every
         self.max_backoff = config.sync.max_backoff
         self.stop = threading.Event()
@@ -54,6 +61,7 @@ class Daemon:
             if self.not_before is not None and datetime.now(UTC) < self.not_before:
                 return  # backing off after failures
             ran = True
+            self.reload_if_changed()
             result = self.engine.run_cycle(stop=self.stop)
             counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
             log.info("cycle done: %s", counts, extra={"counts": result.counts})
@@ -79,6 +87,57 @@ class Daemon:
             log.exception("cannot read the last cycle from the state file")
             return
         self.monitor.cycle_finished(last, counted=counted)
+
+    def _watched_mtimes(self) -> dict[Path, int]:
+        config = self.engine.config
+        out = {}
+        for path in [config.source, *(inc.path for inc in config.include)]:
+            try:
+                out[path] = path.stat().st_mtime_ns
+            except OSError:
+                out[path] = -1
+        return out
+
+    def reload_if_changed(self) -> bool:
+        """Pick up an edited config or roster file without a restart.
+
+        A config with problems is reported once and the last good one stays in use
+        (nothing is written on the strength of a half-edited file)."""
+        mtimes = self._watched_mtimes()
+        if mtimes == self._mtimes:
+            return False
+        self._mtimes = mtimes
+        from kit_sync.app import load
+
+        old = self.engine.config
+        try:
+            loaded = load(old.source, skip_bad_rows=self.skip_bad_rows)
+        except KitError as exc:
+            log.error(
+                "the config changed but cannot be used; still syncing with the previous "
+                "one until it is fixed: %s",
+                exc,
+            )
+            return False
+        changed = [
+            name for name in RESTART_NEEDED if getattr(loaded.config, name) != getattr(old, name)
+        ]
+        if changed:
+            log.warning(
+                "%s changed in %s: restart kit-sync to apply that (the roster and "
+                "task settings are applied now)",
+                ", ".join(changed),
+                old.source.name,
+            )
+        for warning in loaded.roster.warnings:
+            log.warning("%s", warning)
+        self.engine.reload(loaded.config, loaded.roster)
+        log.info(
+            "config reloaded: %d contacts (%d active)",
+            len(loaded.roster.contacts),
+            len(loaded.roster.active),
+        )
+        return True
 
     def backoff_seconds(self, retry_after: float | None) -> float:
         """30 s, 60 s, 120 s, ... up to sync.max_backoff; never less than Retry-After."""

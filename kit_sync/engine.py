@@ -91,9 +91,18 @@ class Engine:
         self.state = state
         self.tz = tz
         self.clock = clock or (lambda: datetime.now(UTC))
+        self._idle_signature: tuple[object, ...] | None = None
+        self._generation = 0
         bind = getattr(backend, "bind_state", None)
         if callable(bind):
             bind(state)
+
+    def reload(self, config: Config, roster: Roster) -> None:
+        """Use a new config and roster from the next cycle on (the daemon calls this
+        when the config file changes). Backend, state and zone stay as opened."""
+        self.config = config
+        self.roster = roster
+        self._generation += 1
 
     # --- planning ---------------------------------------------------------------------
 
@@ -200,7 +209,17 @@ class Engine:
     def _cycle(
         self, cycle: str, allow_empty: bool, progress: Progress | None, stop: threading.Event | None
     ) -> CycleResult:
-        plan, listing, inputs = self.fetch_plan(allow_empty=allow_empty)
+        listing = self.backend.fetch_listing()
+        self._guard_empty(listing, allow_empty)
+        now = self.clock()
+        signature = self._signature(listing, now)
+        if signature == self._idle_signature:
+            # Nothing changed since the last cycle that found nothing to do: same
+            # tasks and etags, roster, journal and day. Planning again would find
+            # nothing again; the daemon's idle cycle stays one cheap listing.
+            return CycleResult(Plan(), {k.value: 0 for k in Kind} | {"failed": 0})
+        inputs = self._inputs(listing, now)
+        plan = build_plan(inputs)
         result = CycleResult(
             plan, {k.value: 0 for k in Kind} | {"failed": 0}, problems=self._problem_lines(listing)
         )
@@ -243,7 +262,19 @@ class Engine:
                 if action.contact_id in retry:
                     self._apply(cycle, action, tasks, result, None)
         self._remember(tasks.values(), inputs)
+        idle = not (plan.actions or plan.touches or plan.retracted or listing.problems)
+        self._idle_signature = signature if idle and result.ok else None
         return result
+
+    def _signature(self, listing: Listing, now: datetime) -> tuple[object, ...]:
+        """Everything a plan depends on, cheaply: the roster and config (through
+        `reload`), the journal, the local day and every task's uid and etag."""
+        return (
+            self._generation,
+            self.state.journal_version(),
+            today(now, self.tz),
+            tuple(sorted((t.uid, t.etag) for t in listing.tasks)),
+        )
 
     def _journal(self, plan: Plan, inputs: Inputs) -> None:
         with self.state.transaction():

@@ -196,6 +196,11 @@ class State:
             for r in rows
         ]
 
+    def journal_version(self) -> tuple[int, int]:
+        """Changes whenever a touch is added or removed: (count, highest id)."""
+        row = self.db.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM touches").fetchone()
+        return int(row[0]), int(row[1])
+
     def last_touches(self) -> dict[str, date]:
         rows = self.db.execute(
             "SELECT contact_id, MAX(day) AS day FROM touches GROUP BY contact_id"

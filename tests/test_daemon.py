@@ -14,6 +14,7 @@ from kit import BASE_CONFIG, World
 
 from kit_sync.backends.base import BackendUnavailable, Throttled
 from kit_sync.daemon import Daemon
+from kit_sync.model import Touch
 
 
 class Flaky:
@@ -125,3 +126,74 @@ def test_stop_event_stops_a_cycle_between_actions(world: World) -> None:
     engine.state.close()
     assert len(world.open_tasks()) == 10
     assert world.sync().counts["created"] == 40  # the rest is done by the next cycle
+
+
+def test_idle_cycles_skip_planning_until_something_changes(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kit_sync.engine as engine_module
+
+    calls = {"n": 0}
+    real = engine_module.build_plan
+
+    def counting(inputs: Any) -> Any:
+        calls["n"] += 1
+        return real(inputs)
+
+    monkeypatch.setattr(engine_module, "build_plan", counting)
+    engine = world.engine()
+    assert engine.run_cycle().counts["created"] == 2
+    engine.run_cycle()  # finds nothing to do: remembered as idle
+    planned = calls["n"]
+    assert engine.run_cycle().plan.actions == []
+    assert calls["n"] == planned  # skipped
+    # A completion on the phone changes an etag: planned again, and regenerated.
+    world.complete_raw(world.the_open("ann-example-com"), "COMPLETED:20261121T120000Z")
+    assert engine.run_cycle().counts["regenerated"] == 1
+    engine.run_cycle()
+    planned = calls["n"]
+    engine.run_cycle()
+    assert calls["n"] == planned
+    # A new day, a touch in the journal, a reloaded roster: each plans again.
+    world.advance(days=1)
+    engine.run_cycle()
+    assert calls["n"] == planned + 1
+    engine.state.add_touch(Touch("bob-example-com", world.today(), "cli", "cli:x"))
+    assert engine.run_cycle().counts["updated"] == 1
+    engine.run_cycle()
+    planned = calls["n"]
+    engine.reload(engine.config, engine.roster)
+    engine.run_cycle()
+    assert calls["n"] == planned + 1
+    engine.state.close()
+
+
+def test_daemon_picks_up_roster_edits_and_keeps_the_last_good_config(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = world.engine()
+    daemon = Daemon(engine, engine.config)
+    daemon.cycle()
+    assert len(world.open_tasks()) == 2
+    data = copy.deepcopy(BASE_CONFIG)
+    data["contacts"].append({"name": "Cleo Park", "email": "cleo@example.com", "tier": "core"})
+    world.write_config(data)
+    daemon.cycle()
+    assert len(world.open_tasks("cleo-example-com")) == 1
+    # A half-edited, broken file: reported, nothing changes, the old roster stays.
+    world.config_path.write_text(world.config_path.read_text() + "contacts: [oops\n")
+    with caplog.at_level(logging.WARNING, logger="kit_sync"):
+        daemon.cycle()
+    assert "the config changed but cannot be used" in caplog.text
+    opens = [t for t in daemon.engine.backend.fetch_listing().tasks if t.status.value == "open"]
+    assert len(opens) == 3
+    # Settings read at start-up need a restart, and the daemon says so.
+    data["sync"] = {"every": "5 minutes"}
+    data["contacts"] = data["contacts"][:2]
+    world.write_config(data)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="kit_sync"):
+        daemon.cycle()
+    assert "sync changed in config.yaml: restart kit-sync to apply that" in caplog.text
+    assert world.open_tasks("cleo-example-com") == []  # the roster edit is applied
+    daemon.engine.state.close()
