@@ -32,6 +32,7 @@ class Rule:
     action: str  # drop / reset / delay / status / lose_response
     method: str | None = None
     contains: bytes = b""
+    lacks: bytes | None = None  # match only requests without this (case-insensitive)
     times: int | None = None  # None: until removed
     skip: int = 0  # let this many matching requests through first
     seconds: float = 0.0
@@ -42,6 +43,8 @@ class Rule:
 
     def matches(self, method: str, raw: bytes) -> bool:
         if self.method is not None and method != self.method:
+            return False
+        if self.lacks is not None and self.lacks.lower() in raw.lower():
             return False
         return self.contains in raw
 

@@ -75,9 +75,13 @@ class DavServer:
         self.log = folder / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
+    #: (certificate, key) when the server speaks TLS; the certificate is its own CA.
+    tls: tuple[Path, Path] | None = None
+
     @property
     def root(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/"
 
     @property
     def home(self) -> str:
@@ -127,7 +131,10 @@ class DavServer:
     # --- collections --------------------------------------------------------------------
 
     def http(self) -> httpx.Client:
-        return httpx.Client(auth=self.auth(), timeout=30)
+        import ssl
+
+        verify: Any = ssl.create_default_context(cafile=str(self.tls[0])) if self.tls else True
+        return httpx.Client(auth=self.auth(), timeout=30, verify=verify)
 
     def new_collection(self, name: str | None = None) -> str:
         """A fresh, empty VTODO task list; returns its URL."""
@@ -150,9 +157,17 @@ class DavServer:
 class Radicale(DavServer):
     kind = "radicale"
 
-    def __init__(self, folder: Path, *, port: int | None = None, htpasswd: bool = False) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        port: int | None = None,
+        htpasswd: bool = False,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
         super().__init__(folder, port=port)
         self.htpasswd = htpasswd
+        self.tls = tls
 
     @property
     def home(self) -> str:
@@ -169,11 +184,17 @@ class Radicale(DavServer):
                 "htpasswd_encryption = plain\ndelay = 0\n"
             )
         config.write_text(
-            f"[server]\nhosts = 127.0.0.1:{self.port}\nmax_connections = 64\n\n{auth}\n"
+            f"[server]\nhosts = 127.0.0.1:{self.port}\nmax_connections = 64\n{self._tls()}\n"
+            f"{auth}\n"
             f"[storage]\nfilesystem_folder = {self.data}\n\n"
             "[rights]\ntype = owner_only\n\n[logging]\nlevel = warning\n"
         )
         return [sys.executable, "-m", "radicale", "--config", str(config)]
+
+    def _tls(self) -> str:
+        if not self.tls:
+            return ""
+        return f"ssl = True\ncertificate = {self.tls[0]}\nkey = {self.tls[1]}\n"
 
     def provision(self) -> None:
         with self.http() as http:
@@ -441,3 +462,44 @@ class Kit:
             timeout=timeout,
             cwd=self.folder,
         )
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that is its own CA, and its key (PEM files)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kit-sync test CA")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path

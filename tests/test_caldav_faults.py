@@ -38,6 +38,8 @@ BERLIN = ZoneInfo("Europe/Berlin")
 CONTACTS = [
     {"name": f"Person {i:02d}", "email": f"p{i}@example.com", "tier": "core"} for i in range(8)
 ]
+BASIC = {"WWW-Authenticate": 'Basic realm="x"'}
+BEARER = {"WWW-Authenticate": 'Bearer realm="x"'}
 
 
 @pytest.fixture(scope="module", params=KINDS)
@@ -120,9 +122,7 @@ def test_one_shot_sync_exits_3(
     elif fault == "429":
         proxy.add(Rule("status", status=429, headers={"Retry-After": "120"}))
     elif fault in ("401", "403"):
-        proxy.add(
-            Rule("status", status=int(fault), headers={"WWW-Authenticate": 'Basic realm="x"'})
-        )
+        proxy.add(Rule("status", status=int(fault), headers=BASIC))
     else:
         proxy.add(Rule("status", status=int(fault)))
     done = kit.cli("sync")
@@ -147,7 +147,7 @@ def test_retry_after_reaches_the_daemon(kit: Kit, proxy: FaultProxy) -> None:
 def test_401_and_403_are_auth_failures(kit: Kit, proxy: FaultProxy) -> None:
     for status in (401, 403):
         proxy.clear()
-        proxy.add(Rule("status", status=status, headers={"WWW-Authenticate": 'Basic realm="x"'}))
+        proxy.add(Rule("status", status=status, headers=BASIC))
         engine = kit.engine()
         try:
             with pytest.raises(AuthFailed):
@@ -374,3 +374,30 @@ def test_kill_9_of_the_server_mid_cycle(tmp_path: Path, kind: str) -> None:
         phone.close()
     finally:
         server.stop()
+
+
+# --- bearer tokens ---------------------------------------------------------------------------
+
+
+def test_bearer_token_is_sent_on_every_path(
+    tmp_path: Path, server: DavServer, proxy: FaultProxy, collection: str
+) -> None:
+    """A server that wants `Authorization: Bearer <token>` (the proxy plays its gate):
+    discovery, listing, writes and the quick idle check of a new process send it."""
+    if server.auth() is not None:
+        pytest.skip("Radicale here wants its own login; the gate is tested on Xandikos")
+    gate = proxy.add(
+        Rule("status", lacks=b"authorization: bearer t0ken-123", status=401, headers=BEARER)
+    )
+    extra = {"auth": "bearer", "token": "t0ken-123", "username": None, "password": None}
+    kit = Kit(tmp_path, server, proxy.url_for(collection), CONTACTS, **extra)
+    assert run_cycle(kit).counts["created"] == len(CONTACTS)
+    done = kit.cli("sync")  # a new process: the quick idle check
+    assert done.returncode == 0, done.stderr
+    assert gate.hits == 0
+    kit.backend_extra["token"] = "wrong"
+    kit.write(CONTACTS)
+    done = kit.cli("sync")
+    assert done.returncode == 3
+    assert "refused the credentials" in done.stderr
+    assert gate.hits >= 1

@@ -220,7 +220,8 @@ def _key(href: str) -> str:
 
 def _file_name(uid: str) -> str:
     """A plain ASCII resource name for a kit UID (no '@' or '%': quoting differs)."""
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in uid) + ".ics"
+    safe = (ch if ch.isascii() and (ch.isalnum() or ch in "-_.") else "_" for ch in uid)
+    return "".join(safe) + ".ics"
 
 
 def _strong(etag: str | None) -> str | None:
@@ -638,10 +639,10 @@ class CaldavBackend:
             except BaseException:
                 self._drop_client()
                 raise
+            url = url if url.endswith("/") else url + "/"
             if self._cache:
                 self._cache.put(self._list_key, url)
-        if not url.endswith("/"):
-            url += "/"
+        url = url if url.endswith("/") else url + "/"
         if url != self.collection:
             self._load_collection(url)
         self._calendar = self._client.calendar(url=url)
@@ -653,10 +654,8 @@ class CaldavBackend:
             return
         kind = type(self._client.auth).__name__.lower() if self._client.auth else ""
         learned = "digest" if "digest" in kind else "basic" if "basic" in kind else None
-        if learned is None and self.config.username is None and self.config.password is None:
-            learned = "none"
-        elif learned is None and self._client.auth is None:
-            learned = "none"  # credentials configured, but the server never asked
+        if self._client.auth is None:
+            learned = "none"  # the server never asked for credentials
         key = f"auth|{self._identity}"
         if learned and self._cache.get(key) != learned:
             self._cache.put(key, learned)
@@ -761,9 +760,11 @@ class CaldavBackend:
         import ssl
 
         verify = self.config.verify
+        context = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
         if verify is False:
-            return ssl._create_unverified_context()
-        return ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
 
     def _probe(self, url: str) -> tuple[set[str], set[str]]:
         """PROPFIND Depth 0: the resource types of `url` and, for a calendar, the
@@ -1132,12 +1133,12 @@ class CaldavBackend:
     def update_task(self, task: KitTask, change: TaskChange) -> KitTask:
         self._ensure_connected()
         href = task.href
-        current = self._current_data(task)
+        current, etag = self._current_data(task)
         try:
             data = _lib().ical.apply_change(current, change, self.tz, self._clock())
         except _lib().ical.ParseError as exc:
             raise ItemRejected(f"{href}: {exc}") from None
-        response = self._send("PUT", href, data, {**ICS, "If-Match": task.etag})
+        response = self._send("PUT", href, data, {**ICS, "If-Match": etag})
         if response.status == 412:
             self._conflict_or_gone(href)
         if response.status not in (200, 201, 204):
@@ -1145,7 +1146,7 @@ class CaldavBackend:
         item = self._stored(href, response, data)
         if item.task is None:
             raise ItemRejected(f"{href}: the server stored a task that does not read back")
-        self._remember(href, item, task.etag)
+        self._remember(href, item, etag)
         return item.task
 
     def delete_task(self, task: KitTask) -> None:
@@ -1174,22 +1175,24 @@ class CaldavBackend:
         except Exception as exc:
             raise _translate(exc, self._where, "connect") from None
 
-    def _current_data(self, task: KitTask) -> bytes:
-        """The raw item `task` was read from; Conflict if we know a newer version."""
+    def _current_data(self, task: KitTask) -> tuple[bytes, str]:
+        """The raw item `task` was read from, and the ETag to send in If-Match.
+        Conflict if we already know a newer version."""
         known = self._items.get(_key(task.href))
         if known is not None and known.etag != task.etag:
             raise Conflict(f"{task.href} changed since it was read")
-        if known is not None and known.data is not None:
-            return known.data
-        if known is not None and self._cache is not None and self.collection is not None:
+        if task.etag and known is not None and known.data is not None:
+            return known.data, task.etag
+        if task.etag and known is not None and self._cache is not None and self.collection:
             data = self._cache.data(self.collection, _key(task.href), task.etag)
             if data is not None:
                 known.data = data
-                return data
+                return data, task.etag
         data, etag = self._fetch_one(task.href)
-        if etag != task.etag:
+        if task.etag and etag != task.etag:
             raise Conflict(f"{task.href} changed since it was read")
-        return data
+        # (a server that listed no ETag: the version just read is the one we edit)
+        return data, etag
 
     def _conflict_or_gone(self, href: str) -> None:
         """A 412 on If-Match: changed, or (Radicale answers 412 for this too) deleted."""
