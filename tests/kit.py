@@ -119,3 +119,24 @@ class World:
         self.edit_raw(
             task, lambda t: re.sub(r"DUE;VALUE=DATE:\d{8}", f"DUE;VALUE=DATE:{due:%Y%m%d}", t)
         )
+
+
+class Crash(Exception):
+    """Stands for kill -9 between two writes."""
+
+
+def crash_after(backend: Any, after: int) -> None:
+    """Make `backend` raise Crash on its write number `after` (0 = the first)."""
+    writes = {"n": 0}
+
+    def counted(fn: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if writes["n"] >= after:
+                raise Crash()
+            writes["n"] += 1
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    for name in ("create_task", "update_task", "delete_task"):
+        setattr(backend, name, counted(getattr(backend, name)))

@@ -24,6 +24,7 @@ import yaml
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
+from kit import Crash, crash_after
 from servers import FOREIGN, DavServer, Phone, Radicale, shared
 
 from kit_sync.app import load
@@ -39,10 +40,6 @@ TZ = ZoneInfo("Pacific/Auckland")  # far from UTC, with DST: day boundaries matt
 PEOPLE = [f"p{i}" for i in range(4)]
 CADENCES = ["2 weeks", "1 month", "45 days"]
 STYLES = ["utc", "floating", "tzid", "percent", "thunderbird", "tasks.org", "nextcloud"]
-
-
-class Crash(Exception):
-    pass
 
 
 def stamp(dt: datetime) -> str:
@@ -303,21 +300,7 @@ class CaldavMachine(RuleBasedStateMachine):
         """A cycle that dies after `after` writes (like kill -9 between two writes)."""
         self._stop_daemon()
         engine = self.engine()
-        writes = {"n": 0}
-        backend = engine.backend
-
-        def counted(fn: Any) -> Any:
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
-                if writes["n"] >= after:
-                    raise Crash()
-                writes["n"] += 1
-                return fn(*args, **kwargs)
-
-            return wrapper
-
-        backend.create_task = counted(backend.create_task)  # type: ignore[method-assign]
-        backend.update_task = counted(backend.update_task)  # type: ignore[method-assign]
-        backend.delete_task = counted(backend.delete_task)  # type: ignore[method-assign]
+        crash_after(engine.backend, after)
         self._cycle_starts()
         try:
             engine.run_cycle()

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from kit import World
+from kit import Crash, World, crash_after
 
 from kit_sync.cadence import Interval, next_due
 from kit_sync.model import Status
@@ -24,10 +24,6 @@ from kit_sync.model import Status
 TZ = ZoneInfo("Pacific/Auckland")  # far from UTC, with DST: day boundaries matter
 PEOPLE = [f"p{i}" for i in range(5)]
 CADENCES = ["2 weeks", "1 month", "45 days"]
-
-
-class Crash(Exception):
-    pass
 
 
 class EngineMachine(RuleBasedStateMachine):
@@ -160,21 +156,7 @@ class EngineMachine(RuleBasedStateMachine):
     def crash_mid_cycle(self, after: int) -> None:
         """A cycle that dies after `after` writes (like kill -9 between two writes)."""
         engine = self.world.engine()
-        writes = {"n": 0}
-        backend = engine.backend
-
-        def counted(fn: Any) -> Any:
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
-                if writes["n"] >= after:
-                    raise Crash()
-                writes["n"] += 1
-                return fn(*args, **kwargs)
-
-            return wrapper
-
-        backend.create_task = counted(backend.create_task)  # type: ignore[method-assign]
-        backend.update_task = counted(backend.update_task)  # type: ignore[method-assign]
-        backend.delete_task = counted(backend.delete_task)  # type: ignore[method-assign]
+        crash_after(engine.backend, after)
         self._kit_sync_looks()
         self.interrupted = True
         try:
