@@ -64,6 +64,7 @@ from kit_sync.model import (
     Status,
     TaskChange,
 )
+from kit_sync.state import transaction
 
 log = logging.getLogger("kit_sync.caldav")
 
@@ -440,16 +441,8 @@ class _Cache:
                         Path(str(self.path) + suffix).unlink()
         raise AssertionError("unreachable")
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        else:
-            self.db.execute("COMMIT")
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return transaction(self.db)
 
     def get(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
