@@ -13,18 +13,36 @@ from datetime import date, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
-import click
 import typer
+from typer.core import TyperGroup
 
 from kit_sync.errors import KitError, UsageError
 
+
+class KitGroup(TyperGroup):
+    """Turns a KitError raised anywhere below into its message and exit code, so the
+    installed command and in-process runs (CliRunner) behave the same. Usage errors
+    are click's: `Error: ...` after the usage hint, exit 2."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KitError as exc:
+            from kit_sync.logs import redact
+
+            typer.echo(redact(f"kit-sync: {exc}"), err=True)
+            raise typer.Exit(exc.exit_code) from None
+
+
 app = typer.Typer(
+    cls=KitGroup,
     name="kit-sync",
     help="Keep one regenerating 'Keep in touch with <name>' task per person in Outlook, "
     "a CalDAV task list or a local folder.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 log = logging.getLogger("kit_sync")
 
@@ -398,24 +416,6 @@ def login() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app and map every user-facing error to its exit code."""
-    try:
-        # Without standalone mode click returns (not raises) the code of a
-        # typer.Exit(n); honour it.
-        code = app(args=argv, standalone_mode=False)
-    except KitError as exc:
-        from kit_sync.logs import redact
-
-        typer.echo(redact(f"kit-sync: {exc}"), err=True)
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(2)
-    except click.exceptions.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
+    """Entry point: click's standalone mode prints usage errors (exit 2) and KitGroup
+    maps every user-facing error to its exit code."""
+    app(args=argv, prog_name="kit-sync")

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -218,7 +218,8 @@ def test_touch_through_the_cli_counts_from_the_given_day(tmp_path: Path, ews: Ew
     email = new_mailbox(ews)
     config = write_config(tmp_path, ews, email)
     assert run(config, "sync") == 0
-    day = datetime.now(UTC).astimezone(ZoneInfo(ZONE)).date() - timedelta(days=3)
+    today = datetime.now(UTC).astimezone(ZoneInfo(ZONE)).date()
+    day = today - timedelta(days=3)
     proc = subprocess.run(
         cli(config, "touch", "p1@example.com", "--on", day.isoformat()),
         env=environ(),
@@ -229,4 +230,4 @@ def test_touch_through_the_cli_counts_from_the_given_day(tmp_path: Path, ews: Ew
     assert f"next due {day + timedelta(weeks=3)}" in proc.stdout
     opens = assert_one_open_each(config)
     assert opens["p1-example-com"].due == day + timedelta(weeks=3)
-    assert date.today() != day  # the server's stamp was today; the touch is `day`
+    assert today != day  # the server's stamp was today; the touch is `day`

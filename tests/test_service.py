@@ -267,7 +267,9 @@ def test_systemd_analyze_verifies_the_units(tmp_path: Path) -> None:
     units = home / ".config" / "systemd" / "user"
     units.mkdir(parents=True)
     for name in ("kit-sync.service", "kit-sync-sync.service", "kit-sync-sync.timer"):
-        shutil.copy(ROOT / "contrib" / name, units / name)
+        # Contents only: a checkout may give the files an exec bit, which systemd
+        # warns about ("marked executable"), and that is not what users install.
+        shutil.copyfile(ROOT / "contrib" / name, units / name)
     # ExecStart must point at an executable: the one this test runs with.
     bin_dir = home / ".local" / "kit-sync" / "bin"
     bin_dir.mkdir(parents=True)
