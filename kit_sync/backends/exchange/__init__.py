@@ -22,23 +22,24 @@ regenerate it themselves. kit-sync's part:
   ConflictResolution=NeverOverwrite (ErrorIrresolvableConflict -> Conflict). EWS
   DeleteItem ignores change keys, so a delete first reads the current change key.
 
-All exchangelib errors become kit-sync backend errors in `_translate`.
+All exchangelib errors become kit-sync backend errors in `transport._translate`.
+
+The package: `items` (pure conversions, unit-tested), `transport` (retry policy,
+versions, error translation), `cache` (the listing cache) and this module, the
+backend class.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field, replace
+from contextlib import suppress
+from dataclasses import replace
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
-import requests
 from exchangelib import (
     BASIC,
     DELEGATE,
@@ -48,22 +49,17 @@ from exchangelib import (
     Account,
     BaseProtocol,
     Body,
-    Build,
     Configuration,
     Credentials,
     EWSDateTime,
-    ExtendedProperty,
     FailFast,
-    FaultTolerance,
     Identity,
     Mailbox,
     NoVerifyHTTPAdapter,
     OAuth2Credentials,
     Task,
-    Version,
 )
 from exchangelib import errors as ews
-from exchangelib.fields import FieldPath, InvalidField
 from exchangelib.folders import Folder, Root, Tasks
 from exchangelib.items import (
     ALL_OCCURRENCES,
@@ -76,11 +72,7 @@ from exchangelib.items import (
 from exchangelib.properties import DistinguishedFolderId
 from exchangelib.protocol import Protocol
 from exchangelib.recurrence import (
-    DailyRegeneration,
-    MonthlyRegeneration,
     TaskRecurrence,
-    WeeklyRegeneration,
-    YearlyRegeneration,
 )
 from exchangelib.restriction import Q, Restriction
 from exchangelib.services import (
@@ -92,29 +84,40 @@ from exchangelib.services import (
     SyncFolderItems,
     UpdateItem,
 )
-from exchangelib.version import (
-    EXCHANGE_2007,
-    EXCHANGE_2010,
-    EXCHANGE_2013,
-    EXCHANGE_2016,
-    EXCHANGE_2019,
-    EXCHANGE_O365,
-)
 
 from kit_sync.backends.base import (
     AlreadyExists,
-    AuthFailed,
     BackendError,
     BackendUnavailable,
     Conflict,
-    ItemRejected,
-    NotFound,
-    Throttled,
 )
-from kit_sync.cadence import Interval, IntervalError
+from kit_sync.backends.exchange.cache import _Cache
+from kit_sync.backends.exchange.items import (
+    READ_FIELDS,
+    SYNC_FIELDS,
+    _assign_uids,
+    _done_stamp,
+    _Entry,
+    _iso_or_none,
+    _paths,
+    _register_properties,
+    _utc,
+    importance_for,
+    meta_from_json,
+    meta_to_json,
+    regeneration_for,
+)
+from kit_sync.backends.exchange.transport import (
+    _ca_bundle_adapter,
+    _ews,
+    _Patience,
+    _raise_if_error,
+    _short,
+    _translate,
+    _utc_zone,
+    parse_version,
+)
 from kit_sync.model import (
-    MARKER,
-    AnchorKind,
     ItemProblem,
     KitMeta,
     KitTask,
@@ -123,365 +126,10 @@ from kit_sync.model import (
     Status,
     TaskChange,
     contact_from_uid,
-    make_uid,
 )
 
 log = logging.getLogger("kit_sync.exchange")
-
-P_UID = "X-KIT-SYNC-UID"
-P_META = "X-KIT-SYNC-META"
-P_DONE = "X-KIT-SYNC-DONE"  # completion stamp kit-sync recorded (EWS ignores CompleteDate)
-P_STATE = "X-KIT-SYNC-STATE"  # "cancelled" on a task kit-sync retired
-CACHE_VERSION = 1
 SYNC_PAGE = 512  # SyncFolderItems returns at most 512 changes per call
-
-# --- named properties (PublicStrings) ---------------------------------------------------
-
-
-class _KitProperty(ExtendedProperty):
-    distinguished_property_set_id = "PublicStrings"
-    property_type = "String"
-
-
-class _ContactProp(_KitProperty):
-    property_name = MARKER
-
-
-class _UidProp(_KitProperty):
-    property_name = P_UID
-
-
-class _MetaProp(_KitProperty):
-    property_name = P_META
-
-
-class _DoneProp(_KitProperty):
-    property_name = P_DONE
-
-
-class _StateProp(_KitProperty):
-    property_name = P_STATE
-
-
-_PROPS: dict[str, type[ExtendedProperty]] = {
-    "kit_contact": _ContactProp,
-    "kit_uid": _UidProp,
-    "kit_meta": _MetaProp,
-    "kit_done": _DoneProp,
-    "kit_state": _StateProp,
-}
-_register_lock = threading.Lock()
-
-
-def _register_properties() -> None:
-    """Make the named properties attributes of exchangelib's Task (once per process)."""
-    with _register_lock:
-        for name, cls in _PROPS.items():
-            try:
-                Task.get_field_by_fieldname(name)
-            except InvalidField:
-                Task.register(name, cls)
-
-
-def _paths(*names: str) -> set[FieldPath]:
-    return {FieldPath(field=Task.get_field_by_fieldname(n)) for n in names}
-
-
-#: Asked in SyncFolderItems: just enough to tell our items from foreign ones.
-SYNC_FIELDS = ("kit_contact", "kit_uid")
-#: Read with GetItem for each changed kit item.
-READ_FIELDS = (
-    "subject",
-    "due_date",
-    "status",
-    "complete_date",
-    "recurrence",
-    "reminder_is_set",
-    "reminder_due_by",
-    *_PROPS,
-)
-
-# --- small pure helpers ------------------------------------------------------------------
-
-
-def regeneration_for(every: str | None) -> Any:
-    """The Outlook regeneration pattern for a kit interval ("P21D" -> every 3 weeks)."""
-    try:
-        iv = Interval.parse(every or "P7D")
-    except IntervalError:
-        iv = Interval(days=7)
-    if iv.months and not iv.days:
-        if iv.months % 12 == 0:
-            return YearlyRegeneration(interval=iv.months // 12)
-        return MonthlyRegeneration(interval=iv.months)
-    if iv.days and not iv.months:
-        if iv.days % 7 == 0:
-            return WeeklyRegeneration(interval=iv.days // 7)
-        return DailyRegeneration(interval=iv.days)
-    return DailyRegeneration(interval=iv.approx_days())  # no Outlook pattern; kit-sync corrects
-
-
-def importance_for(priority: int) -> str:
-    """iCalendar priority (1 highest .. 9 lowest, 0 none) -> Outlook importance."""
-    if 1 <= priority <= 4:
-        return "High"
-    if priority >= 6:
-        return "Low"
-    return "Normal"
-
-
-def meta_to_json(meta: KitMeta) -> str:
-    return json.dumps(
-        {
-            "v": 1,
-            "anchor": meta.anchor.isoformat() if meta.anchor else None,
-            "kind": meta.anchor_kind.value,
-            "every": meta.every,
-            "due": meta.planned_due.isoformat() if meta.planned_due else None,
-            "from": meta.from_uid,
-            "hash": meta.fingerprint,
-        },
-        separators=(",", ":"),
-        sort_keys=True,
-    )
-
-
-def meta_from_json(contact_id: str, text: str | None) -> KitMeta:
-    """KitMeta from the property; only the contact id when it is missing or unreadable
-    (the plan then adopts the task as it is, as for a client that dropped it)."""
-    if not text:
-        return KitMeta(contact_id)
-    try:
-        raw = json.loads(text)
-        return KitMeta(
-            contact_id,
-            date.fromisoformat(raw["anchor"]) if raw.get("anchor") else None,
-            AnchorKind(raw.get("kind") or "touch"),
-            raw.get("every") or None,
-            date.fromisoformat(raw["due"]) if raw.get("due") else None,
-            raw.get("from") or None,
-            raw.get("hash") or None,
-        )
-    except (ValueError, TypeError, KeyError, AttributeError):
-        log.warning("unreadable kit-sync bookkeeping on a task of %s; adopting it", contact_id)
-        return KitMeta(contact_id)
-
-
-def _iso_or_none(value: date | datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _stamp_from(text: str | None) -> datetime | date | None:
-    if not text:
-        return None
-    if len(text) == 10:
-        return date.fromisoformat(text)
-    return datetime.fromisoformat(text)
-
-
-def parse_version(text: str) -> Version:
-    names = {
-        "2007": EXCHANGE_2007,
-        "2010": EXCHANGE_2010,
-        "2013": EXCHANGE_2013,
-        "2016": EXCHANGE_2016,
-        "2019": EXCHANGE_2019,
-        "online": EXCHANGE_O365,
-    }
-    build = names.get(text.lower())
-    if build is None:
-        parts = [int(p) for p in text.split(".")]
-        build = Build(*parts)
-    return Version(build=build)
-
-
-# --- the cache of kit items -----------------------------------------------------------------
-
-
-@dataclass
-class _Entry:
-    """What kit-sync knows about one kit item, as of change key `ck`."""
-
-    id: str
-    ck: str
-    contact_id: str
-    stored_uid: str | None
-    status: Status
-    due: date | None
-    completed: datetime | date | None
-    summary: str
-    recurring: bool
-    reminder: datetime | None
-    meta: KitMeta
-    has_done: bool = False
-    problem: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        m = self.meta
-        return {
-            "ck": self.ck,
-            "cid": self.contact_id,
-            "uid": self.stored_uid,
-            "status": self.status.value,
-            "due": _iso_or_none(self.due),
-            "completed": _iso_or_none(self.completed),
-            "summary": self.summary,
-            "rec": self.recurring,
-            "rem": _iso_or_none(self.reminder),
-            "meta": None if m == KitMeta(self.contact_id) else meta_to_json(m),
-            "done": self.has_done,
-            "problem": self.problem,
-        }
-
-    @classmethod
-    def from_json(cls, item_id: str, raw: dict[str, Any]) -> _Entry:
-        cid = raw["cid"]
-        return cls(
-            item_id,
-            raw["ck"],
-            cid,
-            raw.get("uid"),
-            Status(raw["status"]),
-            date.fromisoformat(raw["due"]) if raw.get("due") else None,
-            _stamp_from(raw.get("completed")),
-            raw.get("summary") or "",
-            bool(raw.get("rec")),
-            datetime.fromisoformat(raw["rem"]) if raw.get("rem") else None,
-            meta_from_json(cid, raw.get("meta")),
-            bool(raw.get("done")),
-            raw.get("problem"),
-        )
-
-
-@dataclass
-class _Cache:
-    sync_state: str | None = None
-    folder_id: str | None = None
-    version: str | None = None  # the server build learned from a response
-    items: dict[str, _Entry] = field(default_factory=dict)
-
-    def to_text(self) -> str:
-        return json.dumps(
-            {
-                "v": CACHE_VERSION,
-                "sync": self.sync_state,
-                "folder": self.folder_id,
-                "version": self.version,
-                "items": {k: e.to_json() for k, e in self.items.items()},
-            },
-            separators=(",", ":"),
-        )
-
-    @classmethod
-    def from_text(cls, text: str | None) -> _Cache:
-        if not text:
-            return cls()
-        try:
-            raw = json.loads(text)
-            if raw.get("v") != CACHE_VERSION:
-                return cls()
-            return cls(
-                raw.get("sync"),
-                raw.get("folder"),
-                raw.get("version"),
-                {k: _Entry.from_json(k, v) for k, v in raw.get("items", {}).items()},
-            )
-        except (ValueError, TypeError, KeyError, AttributeError):
-            log.warning("the cached Exchange listing is unreadable; reading the folder again")
-            return cls()
-
-
-# --- error translation ------------------------------------------------------------------
-
-
-class _Patience(FaultTolerance):
-    """exchangelib's fault-tolerant retry policy, except that a 401 is a refusal of
-    our credentials (FaultTolerance would treat it as throttling and retry for as
-    long as max_wait allows)."""
-
-    def raise_response_errors(self, response: Any) -> Any:
-        if response.status_code == 401:
-            raise ews.UnauthorizedError(f"Invalid credentials for {response.url}")
-        return super().raise_response_errors(response)
-
-
-#: Errors that say "not now" rather than "not this": the daemon retries with back-off.
-_TRANSIENT = (
-    ews.ErrorTimeoutExpired,
-    ews.ErrorInternalServerTransientError,
-    ews.ErrorInternalServerError,
-    ews.ErrorMailboxStoreUnavailable,
-    ews.ErrorMailboxMoveInProgress,
-    ews.ErrorConnectionFailed,
-    ews.ErrorTooManyObjectsOpened,
-)
-
-
-def _short(text: str, limit: int = 240) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _translate(exc: Exception, what: str) -> BackendError:
-    """exchangelib's error classes -> kit-sync's small hierarchy (the one place)."""
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, BackendError):
-        return exc
-    if isinstance(exc, ews.UnauthorizedError):
-        return AuthFailed(
-            f"Exchange refused the credentials while {what}; check backend.username, "
-            "backend.password and backend.auth"
-        )
-    if isinstance(exc, ews.ErrorImpersonateUserDenied | ews.ErrorNonExistentMailbox):
-        return AuthFailed(f"Exchange refused access to the mailbox while {what}: {text}")
-    if isinstance(exc, ews.ErrorAccessDenied):
-        return AuthFailed(
-            f"access denied while {what} ({text}); with access: delegate the login needs "
-            "rights on the mailbox's Tasks folder"
-        )
-    if isinstance(exc, ews.RateLimitError):
-        wait = float(getattr(exc, "wait", 0) or 0) or None
-        return Throttled(
-            f"Exchange is busy (asked to wait {wait:.0f} s, more than backend.max_retry_wait)"
-            if wait
-            else "Exchange is busy",
-            retry_after=wait,
-        )
-    if isinstance(exc, ews.ErrorServerBusy):
-        back_off = getattr(exc, "back_off", None)
-        return Throttled(f"Exchange is busy while {what}", retry_after=back_off)
-    if isinstance(
-        exc, ews.ErrorIrresolvableConflict | ews.ErrorChangeKeyRequiredForWriteOperations
-    ):
-        return Conflict(f"the task changed in Outlook since it was read ({what})")
-    if isinstance(exc, ews.ErrorInvalidChangeKey):
-        return Conflict(f"the task changed since it was read ({what})")
-    if isinstance(exc, ews.ErrorItemNotFound | ews.ErrorInvalidIdMalformed):
-        return NotFound(f"the task is gone (deleted in Outlook?) ({what})")
-    if isinstance(exc, ews.ErrorFolderNotFound):
-        return BackendUnavailable(f"the task folder does not exist ({what})")
-    if isinstance(exc, _TRANSIENT):
-        return BackendUnavailable(f"cannot reach Exchange while {what} ({_short(text)})")
-    if isinstance(exc, ews.ResponseMessageError):
-        return ItemRejected(f"Exchange refused {what}: {type(exc).__name__}: {_short(text)}")
-    if isinstance(exc, ews.TransportError | ews.EWSError | requests.RequestException | OSError):
-        return BackendUnavailable(f"cannot reach Exchange while {what}: {_short(text)}")
-    return BackendUnavailable(f"Exchange failed while {what}: {type(exc).__name__}: {_short(text)}")
-
-
-@contextmanager
-def _ews(what: str) -> Iterator[None]:
-    try:
-        yield
-    except BackendError:
-        raise
-    except Exception as exc:  # exchangelib raises from many layers; translate them all
-        raise _translate(exc, what) from exc
-
-
-def _raise_if_error(result: Any, what: str) -> Any:
-    if isinstance(result, Exception):
-        raise _translate(result, what) from result
-    return result
 
 
 # --- the backend ------------------------------------------------------------------------------
@@ -952,9 +600,6 @@ class ExchangeBackend:
         self._ensure_synced()
         if change.status is Status.COMPLETED:
             return self._complete(task, change.completed_at)
-        if change.status is Status.CANCELLED and self.config.on_remove == "delete":
-            self.delete_task(task)
-            return replace(task, status=Status.CANCELLED)
         entry = self._cache.items.get(task.href)
         item = self._ref(task)
         fields: list[str] = []
@@ -1108,57 +753,11 @@ class ExchangeBackend:
         self._dirty = True
 
 
-def _utc(value: datetime) -> datetime:
-    """A stdlib datetime in UTC (exchangelib's EWSDateTime refuses stdlib zones)."""
-    return datetime.fromtimestamp(value.timestamp(), tz=UTC)
-
-
-def _done_stamp(raw: str | None, due: date | None) -> datetime | None:
-    """Our recorded completion stamp, if it belongs to a completion of this due date."""
-    if not raw:
-        return None
-    try:
-        data = json.loads(raw)
-        if data.get("due") != _iso_or_none(due):
-            return None
-        return datetime.fromisoformat(data["at"])
-    except (ValueError, TypeError, KeyError, AttributeError):
-        return None
-
-
-def _assign_uids(entries: Iterable[_Entry]) -> dict[str, str]:
-    """Item id -> kit uid, deterministic for a listing.
-
-    A completed copy carries every property of its master, including the kit UID, so
-    completed items get a uid derived from their own item id (stable: an item id
-    does not change). Among open items sharing a stored UID (a copy reopened in
-    Outlook, a task copied by hand) the recurring one keeps it."""
-    out: dict[str, str] = {}
-    by_uid: dict[str, list[_Entry]] = {}
-    for e in entries:
-        if e.status is Status.COMPLETED or not e.stored_uid:
-            out[e.id] = make_uid(e.contact_id, f"ews:{e.id}")
-        else:
-            by_uid.setdefault(e.stored_uid, []).append(e)
-    for uid, group in by_uid.items():
-        group.sort(key=lambda e: (not e.recurring, e.id))
-        out[group[0].id] = uid
-        for e in group[1:]:
-            out[e.id] = make_uid(e.contact_id, f"ews:{e.id}")
-    return out
-
-
-def _utc_zone() -> Any:
-    # Requests carry TimeZoneContext UTC: task due dates are sent and read as midnight
-    # UTC, so the day written is the day read back, whatever the server's zone.
-    from exchangelib import UTC as EWS_UTC
-
-    return EWS_UTC
-
-
-def _ca_bundle_adapter(path: str) -> type[requests.adapters.HTTPAdapter]:
-    class CABundleAdapter(requests.adapters.HTTPAdapter):
-        def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
-            super().cert_verify(conn=conn, url=url, verify=path, cert=cert)
-
-    return CABundleAdapter
+__all__ = [
+    "ExchangeBackend",
+    "importance_for",
+    "meta_from_json",
+    "meta_to_json",
+    "parse_version",
+    "regeneration_for",
+]

@@ -21,7 +21,10 @@ syncStateNotFound) resets to one full listing. Creates go out 20 to a `$batch`.
 updates and deletes carry `If-Match: <@odata.etag>` and a 412 is a Conflict.
 
 The one module that turns HTTP statuses and Graph error codes into the backend
-errors of `base.py` is `_error` below.
+errors of `base.py` is `transport._error`.
+
+The package: `items` (pure conversions, unit-tested), `transport` (batching,
+Retry-After, error translation) and this module, the backend class.
 """
 
 from __future__ import annotations
@@ -29,34 +32,52 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from datetime import time as dtime
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from urllib.parse import quote, urlsplit
+from zoneinfo import ZoneInfo
 
 import httpx
 
 from kit_sync.backends.base import (
     AlreadyExists,
-    AuthFailed,
     BackendError,
     BackendUnavailable,
-    Conflict,
     ItemRejected,
     NotFound,
-    Throttled,
 )
-from kit_sync.backends.graph_auth import LOGIN_HINT, TokenProvider, token_provider
+from kit_sync.backends.graph.items import (
+    compact,
+    completed_of,
+    decode_link,
+    due_of,
+    encode_link,
+    find_link,
+    importance_of,
+    parse_dtz,
+    to_dtz,
+    zone_name_for_graph,
+    zone_named,
+)
+from kit_sync.backends.graph.transport import (
+    BATCH_LIMIT,
+    PAGE_SIZE,
+    RESYNC_CODES,
+    _chunks,
+    _error,
+    _graph_error,
+    _json,
+    _ok,
+    _throttled,
+    retry_after,
+)
+from kit_sync.backends.graph_auth import TokenProvider, token_provider
 from kit_sync.model import (
-    AnchorKind,
     ItemProblem,
-    KitMeta,
     KitTask,
     Listing,
     NewTask,
@@ -67,301 +88,6 @@ from kit_sync.model import (
 )
 
 log = logging.getLogger("kit_sync")
-
-APP_NAME = "kit-sync"
-#: Base of the webUrl that carries kit-sync's bookkeeping. `.invalid` never resolves
-#: (RFC 2606): the link is data, not a page.
-META_URL = "https://kit-sync.invalid/task"
-BATCH_LIMIT = 20  # Graph's JSON batching limit
-PAGE_SIZE = 100
-RESYNC_CODES = frozenset({"syncstatenotfound", "resyncrequired", "syncstateinvalid"})
-#: How long to wait on a throttled request without a Retry-After header.
-DEFAULT_RETRY = 2.0
-
-
-# --- time zones ------------------------------------------------------------------
-
-
-def _windows_tables() -> tuple[dict[str, str], dict[str, str]]:
-    """(Windows -> IANA, IANA -> Windows), from CLDR's windowsZones via tzlocal."""
-    try:
-        from tzlocal.windows_tz import tz_win, win_tz
-    except ImportError:  # pragma: no cover - tzlocal ships with APScheduler 3
-        win_tz, tz_win = {}, {}
-    return dict(win_tz), dict(tz_win)
-
-
-WIN_TO_IANA, IANA_TO_WIN = _windows_tables()
-_UTC_NAMES = frozenset(
-    {"utc", "etc/utc", "gmt", "z", "tzone://microsoft/utc", "coordinated universal time"}
-)
-
-
-def zone_named(name: str) -> ZoneInfo:
-    """An IANA or Windows zone name (Graph writes either) as a ZoneInfo.
-
-    Raises ValueError for a name neither table knows."""
-    key = name.strip()
-    if key.lower() in _UTC_NAMES:
-        return ZoneInfo("UTC")
-    if key in WIN_TO_IANA:
-        return ZoneInfo(WIN_TO_IANA[key])
-    try:
-        return ZoneInfo(key)
-    except (ZoneInfoNotFoundError, ValueError):
-        pass
-    for win, iana in WIN_TO_IANA.items():
-        if win.lower() == key.lower():
-            return ZoneInfo(iana)
-    raise ValueError(f"unknown time zone '{name}'")
-
-
-def zone_name_for_graph(tz: ZoneInfo) -> str:
-    """The Windows name of an IANA zone (what Exchange stores natively), else the IANA name."""
-    return IANA_TO_WIN.get(tz.key, tz.key)
-
-
-_FRACTION = re.compile(r"(\.\d{6})\d+")
-
-
-def parse_dtz(value: Any) -> datetime | None:
-    """A Graph dateTimeTimeZone as an aware datetime (None when absent)."""
-    if not value or not isinstance(value, dict) or not value.get("dateTime"):
-        return None
-    text = _FRACTION.sub(r"\1", str(value["dateTime"]).strip())
-    stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if stamp.tzinfo is not None:
-        return stamp
-    return stamp.replace(tzinfo=zone_named(str(value.get("timeZone") or "UTC")))
-
-
-def to_dtz(local: datetime, tz: ZoneInfo) -> dict[str, str]:
-    """A naive local time in `tz` as a Graph dateTimeTimeZone."""
-    return {
-        "dateTime": local.replace(tzinfo=None).isoformat(timespec="seconds"),
-        "timeZone": zone_name_for_graph(tz),
-    }
-
-
-def _utc_midnight(stamp: datetime) -> date | None:
-    utc = stamp.astimezone(UTC)
-    if utc.time() == dtime(0):
-        return utc.date()
-    return None
-
-
-def due_of(value: Any, tz: ZoneInfo) -> date | None:
-    """The due day. To Do keeps a date: written as local midnight it comes back as
-    that instant (in UTC or the Prefer zone); a date stored as UTC midnight (what
-    the apps do for some accounts) is that date whatever the user's zone."""
-    stamp = parse_dtz(value)
-    if stamp is None:
-        return None
-    return _utc_midnight(stamp) or stamp.astimezone(tz).date()
-
-
-def completed_of(value: Any) -> datetime | date | None:
-    """The completion stamp. To Do's apps store only the completion *date*, as UTC
-    midnight (Graph docs issue #8664): that is a date, not an instant, or a user
-    west of UTC would see every completion a day early. Any other time is an
-    instant (an API client wrote it) and is converted by the planner."""
-    stamp = parse_dtz(value)
-    if stamp is None:
-        return None
-    return _utc_midnight(stamp) or stamp
-
-
-# --- kit-sync's linkedResource ---------------------------------------------------------
-
-
-def find_link(raw: dict[str, Any]) -> dict[str, Any] | None:
-    """Our linkedResource on a task: applicationName kit-sync with a contact id."""
-    for link in raw.get("linkedResources") or ():
-        if (
-            isinstance(link, dict)
-            and str(link.get("applicationName", "")).lower() == APP_NAME
-            and link.get("externalId")
-        ):
-            return link
-    return None
-
-
-def _human(meta: KitMeta) -> str:
-    every = meta.every or "?"
-    m = re.fullmatch(r"P(?:(\d+)M)?(?:(\d+)D)?", every)
-    if m:
-        months, days = int(m.group(1) or 0), int(m.group(2) or 0)
-        if months and not days:
-            every = f"{months} month{'s' * (months != 1)}"
-        elif days and not months:
-            every = (
-                f"{days // 7} week{'s' * (days != 7)}"
-                if days % 7 == 0
-                else f"{days} day{'s' * (days != 1)}"
-            )
-    return f"kit-sync: keep in touch every {every}"
-
-
-def encode_link(
-    uid: str, meta: KitMeta, alarm: str | None = None, cancelled: bool = False
-) -> dict[str, str]:
-    """The linkedResource fields for a task (without the server-assigned id)."""
-    fields: dict[str, str] = {"v": "1", "uid": uid}
-    optional = {
-        "anchor": meta.anchor.isoformat() if meta.anchor else None,
-        "kind": meta.anchor_kind.value,
-        "every": meta.every,
-        "due": meta.planned_due.isoformat() if meta.planned_due else None,
-        "from": meta.from_uid,
-        "hash": meta.fingerprint,
-        "alarm": alarm,
-        "state": "cancelled" if cancelled else None,
-    }
-    fields.update({k: v for k, v in optional.items() if v})
-    return {
-        "applicationName": APP_NAME,
-        "externalId": meta.contact_id,
-        "displayName": _human(meta),
-        "webUrl": f"{META_URL}#{urlencode(fields)}",
-    }
-
-
-def _date_or_none(text: str | None) -> date | None:
-    if not text:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        return None
-
-
-def decode_link(link: dict[str, Any]) -> tuple[str | None, KitMeta, str | None, bool]:
-    """(uid, meta, alarm, cancelled) from our linkedResource. Forgiving: a link a
-    client mangled still names the contact; the rest is then missing."""
-    cid = str(link["externalId"])
-    url = str(link.get("webUrl") or "")
-    fields = dict(parse_qsl(urlsplit(url).fragment)) if "#" in url else {}
-    kind = fields.get("kind", AnchorKind.TOUCH.value)
-    meta = KitMeta(
-        contact_id=cid,
-        anchor=_date_or_none(fields.get("anchor")),
-        anchor_kind=AnchorKind(kind) if kind in ("new", "touch") else AnchorKind.TOUCH,
-        every=fields.get("every") or None,
-        planned_due=_date_or_none(fields.get("due")),
-        from_uid=fields.get("from") or None,
-        fingerprint=fields.get("hash") or None,
-    )
-    return (
-        fields.get("uid") or None,
-        meta,
-        fields.get("alarm") or None,
-        fields.get("state") == "cancelled",
-    )
-
-
-def importance_of(priority: int) -> str:
-    """iCalendar priority (1 highest .. 9 lowest, 0 undefined) as To Do importance."""
-    if 1 <= priority <= 4:
-        return "high"
-    if priority >= 6:
-        return "low"
-    return "normal"
-
-
-#: The parts of a todoTask kit-sync keeps in its mirror (the body can be long and
-#: is never read back).
-_KEEP = (
-    "id",
-    "@odata.etag",
-    "title",
-    "status",
-    "dueDateTime",
-    "completedDateTime",
-    "reminderDateTime",
-    "isReminderOn",
-    "recurrence",
-    "createdDateTime",
-    "_detached",  # ours, not Graph's: our link is known here but gone on the server
-)
-
-
-def compact(raw: dict[str, Any]) -> dict[str, Any]:
-    out = {k: raw[k] for k in _KEEP if k in raw}
-    link = find_link(raw)
-    out["linkedResources"] = [link] if link else []
-    return out
-
-
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
-# --- errors ----------------------------------------------------------------------
-
-
-def _graph_error(body: Any) -> tuple[str, str]:
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        err = body["error"]
-        return str(err.get("code") or ""), str(err.get("message") or "")
-    return "", ""
-
-
-def _json(resp: httpx.Response) -> Any:
-    try:
-        return resp.json()
-    except ValueError:
-        return None
-
-
-def retry_after(headers: Any, default: float = DEFAULT_RETRY) -> float:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
-    value = None
-    if headers:
-        for key, val in dict(headers).items():
-            if str(key).lower() == "retry-after":
-                value = str(val).strip()
-    if not value:
-        return default
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return default
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _error(status: int, body: Any, what: str, headers: Any = None) -> BackendError:
-    """The one place HTTP statuses and Graph error codes become backend errors."""
-    code, message = _graph_error(body)
-    detail = f"{code}: {message}" if code else (message or f"HTTP {status}")
-    if status == 401:
-        return AuthFailed(f"Microsoft Graph refused the access token ({detail}); {LOGIN_HINT}")
-    if status == 403:
-        return AuthFailed(
-            f"Microsoft Graph denied access to {what} ({detail}); the app registration "
-            "needs the Tasks.ReadWrite permission (Tasks.ReadWrite.All with admin consent "
-            "for app-only access)"
-        )
-    if status == 404:
-        return NotFound(f"{what} is gone ({detail})")
-    if status in (409, 412):
-        return Conflict(f"{what} changed since it was read ({detail})")
-    if status in (429, 503, 504):
-        wait = retry_after(headers)
-        return Throttled(f"Microsoft Graph is throttling ({detail}); retry in {wait:.0f} s", wait)
-    if status in (400, 413, 422):
-        return ItemRejected(f"Microsoft Graph rejected {what} ({detail})")
-    if status >= 500:
-        return BackendUnavailable(f"Microsoft Graph failed on {what} ({detail})")
-    return BackendError(f"unexpected answer from Microsoft Graph for {what} ({detail})")
-
-
-def _ok(status: int) -> bool:
-    return 200 <= status < 300
 
 
 # --- the backend -----------------------------------------------------------------
@@ -1207,9 +933,19 @@ class GraphBackend:
         self._http.close()
 
 
-def _throttled(status: int, safe: bool) -> bool:
-    """Answered "not now": safe to send again (a 504 only when the request is idempotent)."""
-    return status in (429, 503) or (status == 504 and safe)
-
-
-__all__ = ["GraphBackend", "completed_of", "decode_link", "due_of", "encode_link", "zone_named"]
+__all__ = [
+    "GraphBackend",
+    "_error",
+    "compact",
+    "completed_of",
+    "decode_link",
+    "due_of",
+    "encode_link",
+    "find_link",
+    "importance_of",
+    "parse_dtz",
+    "retry_after",
+    "to_dtz",
+    "zone_name_for_graph",
+    "zone_named",
+]

@@ -21,23 +21,21 @@ How a cycle talks to the server:
   ``If-Match: <ETag>`` (never ``If-Schedule-Tag-Match``, which Xandikos would
   honour by merging instead of refusing a stale write). Every item is addressed by
   its href; nothing is looked up by UID.
-- `_translate` is the one place where HTTP statuses and library/transport
+- `transport._translate` is the one place where HTTP statuses and library/transport
   exceptions become the project's errors (base.py).
+
+The package: `items` (pure conversions, unit-tested), `transport` (HTTP helpers and
+error translation), `cache` (the listing cache) and this module, the backend class.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
-import importlib.util
-import json
 import logging
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote, unquote, urljoin, urlsplit
@@ -45,483 +43,48 @@ from zoneinfo import ZoneInfo
 
 from kit_sync.backends.base import (
     AlreadyExists,
-    AuthFailed,
     BackendError,
     BackendUnavailable,
     Conflict,
     ItemRejected,
     NotFound,
-    Throttled,
+)
+from kit_sync.backends.caldav.cache import _Cache
+from kit_sync.backends.caldav.items import _file_name, _Item, _key, _strong
+from kit_sync.backends.caldav.transport import (
+    ICS,
+    MULTIGET_BATCH,
+    SUPPORTED_REPORT,
+    UID_CONFLICT,
+    USER_AGENT,
+    VALID_SYNC_TOKEN,
+    _body,
+    _CollectionGone,
+    _header,
+    _lib,
+    _parse_sync_report,
+    _read,
+    _status_error,
+    _sync_body,
+    _SyncUnsupported,
+    _TokenRejected,
+    _translate,
 )
 from kit_sync.errors import ConfigError
 from kit_sync.model import (
-    AnchorKind,
     ItemProblem,
-    KitMeta,
     KitTask,
     Listing,
     NewTask,
     Status,
     TaskChange,
 )
-from kit_sync.state import transaction
 
 log = logging.getLogger("kit_sync.caldav")
-
-
-@functools.cache
-def _lib() -> Any:
-    """caldav, lxml and the VTODO code (icalendar), imported on first use: the idle
-    cycle of a new process needs none of them (see `_quick_refresh`), which saves
-    it about 0.15 s of imports."""
-    from types import SimpleNamespace
-
-    from caldav.davclient import DAVClient
-    from caldav.elements import cdav, dav
-    from caldav.lib import error
-    from caldav.lib.http_sync import requests
-    from lxml import etree  # type: ignore[import-untyped]
-
-    from kit_sync.backends import ical
-
-    return SimpleNamespace(
-        DAVClient=DAVClient, cdav=cdav, dav=dav, error=error, http=requests, etree=etree, ical=ical
-    )
-
-
-ICS = {"Content-Type": "text/calendar; charset=utf-8"}
-XML = {"Content-Type": "application/xml; charset=utf-8"}
-VALID_SYNC_TOKEN = "{DAV:}valid-sync-token"
-SUPPORTED_REPORT = "{DAV:}supported-report"
-UID_CONFLICT = {
-    "{urn:ietf:params:xml:ns:caldav}no-uid-conflict",
-    "{urn:ietf:params:xml:ns:caldav}unique-scheduling-object-resource",
-}
-#: Hrefs per calendar-multiget: bounds the memory of the first listing of a big list.
-MULTIGET_BATCH = 250
-USER_AGENT = "kit-sync (python-caldav)"
 #: Our own writes are noted in the cache file in batches of this many.
 WRITE_BATCH = 200
 #: A server that refused sync-collection is asked again after this long.
 REPROBE_SYNC = 24 * 3600.0
-
-
-# --- errors: the one place ------------------------------------------------------------
-
-
-class _TokenRejected(Exception):
-    """The server no longer knows our sync token (expired, or its history was reset)."""
-
-
-class _SyncUnsupported(Exception):
-    """The server does not do sync-collection: list by ETags instead."""
-
-
-class _CollectionGone(Exception):
-    """The task list's URL answers 404 (deleted or moved on the server)."""
-
-
-def _retry_after(exc: Any) -> float | None:
-    value = getattr(exc, "retry_after_seconds", None)
-    return float(value) if isinstance(value, int | float) else None
-
-
-def _translate(exc: BaseException, where: str, what: str) -> BaseException:
-    """Library, transport and HTTP failures -> the project's errors (base.py).
-
-    `where` names the server or item, `what` the action ("list the tasks"). Returns
-    the exception unchanged when it is not a server failure (a bug stays a bug)."""
-    if isinstance(exc, BackendError):
-        return exc
-    if isinstance(exc, _lib().error.RateLimitError):
-        wait = _retry_after(exc)
-        hint = f"; it asks to wait {wait:.0f} s" if wait is not None else ""
-        return Throttled(f"{where} is busy (HTTP {exc.status}) and could not {what}{hint}", wait)
-    if isinstance(exc, _lib().error.AuthorizationError):
-        if exc.status == 401 or exc.status is None:
-            return AuthFailed(
-                f"{where} refused the credentials (HTTP 401) when trying to {what}; check "
-                "backend.username and the password/token (and backend.auth)"
-            )
-        return AuthFailed(
-            f"{where} forbids this account to {what} (HTTP 403); check that the user "
-            "owns the task list or has write access to it"
-        )
-    if isinstance(exc, _lib().error.DAVError):
-        status = exc.status
-        if status == 404:
-            return BackendUnavailable(f"{where} does not exist (HTTP 404); check backend.url")
-        if status is not None and status >= 500:
-            return BackendUnavailable(
-                f"{where} failed with a server error (HTTP {status}) and could not {what}; "
-                "retrying later"
-            )
-        detail = f"HTTP {status}" if status else (exc.reason or type(exc).__name__)
-        return BackendUnavailable(f"{where} could not {what} ({detail})")
-    if isinstance(exc, _lib().http.exceptions.SSLError):
-        return BackendUnavailable(
-            f"TLS check of {where} failed ({_short(exc)}); set backend.verify to the "
-            "CA bundle that signed the server's certificate (or false for testing only)"
-        )
-    if isinstance(exc, _lib().http.exceptions.Timeout | TimeoutError):
-        return BackendUnavailable(
-            f"{where} did not answer in time (backend.timeout) and could not {what}; retrying later"
-        )
-    if isinstance(exc, _lib().http.exceptions.ConnectionError | ConnectionError):
-        return BackendUnavailable(
-            f"cannot reach {where} ({_short(exc)}); is the server up and backend.url right?"
-        )
-    if isinstance(exc, _lib().http.exceptions.RequestException | OSError):
-        return BackendUnavailable(f"talking to {where} failed: {_short(exc)}")
-    if isinstance(exc, _lib().etree.XMLSyntaxError):
-        return BackendUnavailable(f"{where} sent a garbled answer (not XML) when asked to {what}")
-    return exc
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    for marker in ("Caused by ", "(Caused by "):
-        if marker in text:
-            text = text.split(marker, 1)[1].strip("()")
-    return text[:200]
-
-
-def _status_error(status: int, body: Any, where: str, what: str) -> BackendError:
-    """A non-2xx answer to a PUT/DELETE that is not a precondition failure."""
-    if status == 404:
-        return NotFound(f"{where} is gone (deleted on another device?)")
-    if status == 401:
-        return AuthFailed(f"{where} refused the credentials (HTTP 401) when trying to {what}")
-    if status == 423:
-        return BackendUnavailable(
-            f"{where} is locked on the server (HTTP 423) and could not {what}; retrying "
-            "later (a server that crashed may need its stale lock removed)"
-        )
-    if status >= 500 and status != 507:
-        return BackendUnavailable(
-            f"{where} failed with a server error (HTTP {status}) when trying to {what}; "
-            "retrying later"
-        )
-    reason = _precondition_text(body)
-    return ItemRejected(f"the server refused to {what} {where} (HTTP {status}{reason})")
-
-
-def _precondition_text(body: Any) -> str:
-    names = _lib().error.parse_preconditions(body) if body else []
-    return (": " + ", ".join(n.split("}")[-1] for n in names)) if names else ""
-
-
-# --- small helpers ----------------------------------------------------------------------
-
-
-def _key(href: str) -> str:
-    """One spelling per item: servers and the library disagree on quoting (@ vs %40)."""
-    return unquote(urlsplit(href).path)
-
-
-def _file_name(uid: str) -> str:
-    """A plain ASCII resource name for a kit UID (no '@' or '%': quoting differs)."""
-    safe = (ch if ch.isascii() and (ch.isalnum() or ch in "-_.") else "_" for ch in uid)
-    return "".join(safe) + ".ics"
-
-
-def _strong(etag: str | None) -> str | None:
-    if not etag or etag.startswith("W/"):
-        return None
-    return etag
-
-
-def _header(response: Any, name: str) -> str | None:
-    headers = getattr(response, "headers", None) or {}
-    value = headers.get(name)
-    return str(value) if value else None
-
-
-def _body(response: Any) -> str:
-    """The body of a DAVResponse as text (empty when there was none)."""
-    try:
-        return str(response.raw or "")
-    except Exception:
-        return ""
-
-
-def _read(response: Any) -> bytes:
-    try:
-        return bytes(response.read(65536))
-    except Exception:
-        return b""
-
-
-def _sync_body(token: str | None) -> bytes:
-    """An RFC 6578 sync-collection REPORT asking for ETags only."""
-    from xml.sax.saxutils import escape
-
-    return (
-        '<?xml version="1.0" encoding="utf-8"?>\n<D:sync-collection xmlns:D="DAV:">'
-        f"<D:sync-token>{escape(token or '')}</D:sync-token><D:sync-level>1</D:sync-level>"
-        "<D:prop><D:getetag/></D:prop></D:sync-collection>"
-    ).encode()
-
-
-def _parse_sync_report(
-    data: bytes, collection: str
-) -> tuple[dict[str, tuple[str, str | None]], set[str], str] | None:
-    """(changed key -> (href, etag), removed keys, new token) from a sync-collection
-    answer; None for anything unexpected (then caldav does it again, properly)."""
-    import xml.etree.ElementTree as ET
-
-    try:
-        root = ET.fromstring(data)
-    except ET.ParseError:
-        return None
-    if root.tag != "{DAV:}multistatus":
-        return None
-    token = root.findtext("{DAV:}sync-token")
-    if not token:
-        return None
-    base = _key(collection).rstrip("/")
-    changed: dict[str, tuple[str, str | None]] = {}
-    removed: set[str] = set()
-    for response in root.findall("{DAV:}response"):
-        href = (response.findtext("{DAV:}href") or "").strip()
-        path = urlsplit(href).path
-        key = _key(path)
-        status = response.findtext("{DAV:}status") or ""
-        if key.rstrip("/") == base:
-            return None  # about the list itself (507: truncated): not for the quick path
-        if key.endswith("/"):
-            continue
-        if " 404 " in f"{status} ":
-            removed.add(key)
-            continue
-        etag = response.findtext("{DAV:}propstat/{DAV:}prop/{DAV:}getetag")
-        changed[key] = (path, etag.strip() if etag else None)
-    return changed, removed, token
-
-
-def _parser_fingerprint() -> str:
-    """Cached parsed tasks are only valid for the reading code that parsed them."""
-    h = hashlib.sha256()
-    for name in ("kit_sync.backends.ical", "kit_sync.model"):
-        spec = importlib.util.find_spec(name)
-        with contextlib.suppress(OSError, TypeError):
-            h.update(Path(str(spec.origin if spec else "")).read_bytes())
-    return h.hexdigest()[:16]
-
-
-# --- what the backend remembers about each item ------------------------------------------
-
-
-@dataclass
-class _Item:
-    href: str  # as the server spells it (a path)
-    etag: str
-    task: KitTask | None = None  # kit-owned and readable
-    problem: ItemProblem | None = None  # kit-owned but unreadable
-    data: bytes | None = None  # the raw iCalendar of a kit item; None: in the cache file
-
-    @property
-    def kind(self) -> str:
-        return "task" if self.task else "problem" if self.problem else "foreign"
-
-
-def _stamp_json(value: datetime | date | None) -> list[str] | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return ["dt", value.isoformat()]
-    return ["d", value.isoformat()]
-
-
-def _stamp_from(value: Any) -> datetime | date | None:
-    if not value:
-        return None
-    kind, text = value
-    return datetime.fromisoformat(text) if kind == "dt" else date.fromisoformat(text)
-
-
-def _day(text: str | None) -> date | None:
-    return date.fromisoformat(text) if text else None
-
-
-def _info_json(item: _Item) -> str | None:
-    if item.task is not None:
-        t, m = item.task, item.task.meta
-        return json.dumps(
-            {
-                "uid": t.uid,
-                "status": t.status.value,
-                "due": t.due.isoformat() if t.due else None,
-                "summary": t.summary,
-                "completed": _stamp_json(t.completed),
-                "recurring": t.recurring,
-                "meta": [
-                    m.contact_id,
-                    m.anchor.isoformat() if m.anchor else None,
-                    m.anchor_kind.value,
-                    m.every,
-                    m.planned_due.isoformat() if m.planned_due else None,
-                    m.from_uid,
-                    m.fingerprint,
-                ],
-            }
-        )
-    if item.problem is not None:
-        return json.dumps([item.problem.message, item.problem.contact_id])
-    return None
-
-
-def _item_from_row(href: str, etag: str, kind: str, info: str | None) -> _Item:
-    item = _Item(href, etag)
-    if kind == "task" and info:
-        d = json.loads(info)
-        cid, anchor, akind, every, planned, from_uid, fingerprint = d["meta"]
-        item.task = KitTask(
-            uid=d["uid"],
-            href=href,
-            etag=etag,
-            status=Status(d["status"]),
-            due=_day(d["due"]),
-            meta=KitMeta(
-                cid, _day(anchor), AnchorKind(akind), every, _day(planned), from_uid, fingerprint
-            ),
-            summary=d["summary"],
-            completed=_stamp_from(d["completed"]),
-            recurring=bool(d.get("recurring")),
-        )
-    elif kind == "problem" and info:
-        message, cid = json.loads(info)
-        item.problem = ItemProblem(href, message, cid)
-    return item
-
-
-class _Cache:
-    """The listing cache in SQLite: items and the sync token, per task list, written
-    together in one transaction so the token always matches the items it covers.
-
-    Only a cache: deleting the file costs one full listing, nothing else."""
-
-    SCHEMA = 1
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.db = self._open()
-
-    def _open(self) -> sqlite3.Connection:
-        for attempt in (1, 2):
-            try:
-                db = sqlite3.connect(
-                    str(self.path), timeout=30, isolation_level=None, check_same_thread=False
-                )
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
-                db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-                db.execute(
-                    "CREATE TABLE IF NOT EXISTS items (list TEXT NOT NULL, key TEXT NOT NULL, "
-                    "href TEXT NOT NULL, etag TEXT NOT NULL, kind TEXT NOT NULL, info TEXT, "
-                    "data BLOB, PRIMARY KEY (list, key))"
-                )
-                version = f"{self.SCHEMA}/{_parser_fingerprint()}"
-                row = db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
-                if row is None or row[0] != version:
-                    # New reading code (or a new file): what was parsed before may read
-                    # differently now, so everything is listed afresh once.
-                    db.execute("BEGIN IMMEDIATE")
-                    db.execute("DELETE FROM items")
-                    db.execute("DELETE FROM meta")
-                    db.execute("INSERT INTO meta VALUES ('version', ?)", (version,))
-                    db.execute("COMMIT")
-                return db
-            except sqlite3.DatabaseError:
-                if attempt == 2:
-                    raise
-                log.warning("the CalDAV cache %s is damaged; starting it afresh", self.path)
-                for suffix in ("", "-wal", "-shm"):
-                    with contextlib.suppress(OSError):
-                        Path(str(self.path) + suffix).unlink()
-        raise AssertionError("unreachable")
-
-    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return transaction(self.db)
-
-    def get(self, key: str) -> str | None:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return str(row[0]) if row and row[0] is not None else None
-
-    def put(self, key: str, value: str | None) -> None:
-        if value is None:
-            self.db.execute("DELETE FROM meta WHERE key = ?", (key,))
-        else:
-            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
-
-    def load(self, list_url: str) -> dict[str, _Item]:
-        rows = self.db.execute(
-            "SELECT key, href, etag, kind, info FROM items WHERE list = ?", (list_url,)
-        ).fetchall()
-        return {key: _item_from_row(href, etag, kind, info) for key, href, etag, kind, info in rows}
-
-    def data(self, list_url: str, key: str, etag: str) -> bytes | None:
-        row = self.db.execute(
-            "SELECT data FROM items WHERE list = ? AND key = ? AND etag = ?", (list_url, key, etag)
-        ).fetchone()
-        return bytes(row[0]) if row and row[0] is not None else None
-
-    def save_listing(
-        self,
-        list_url: str,
-        token: str | None,
-        fresh: dict[str, _Item],
-        removed: Iterable[str],
-        *,
-        keep: set[str] | None,
-    ) -> None:
-        """One listing: the items fetched, those gone, and the token that covers
-        them. `keep`: after a full listing, every key the server still has."""
-        gone = set(removed)
-        with self.transaction() as db:
-            if keep is not None:
-                rows = db.execute("SELECT key FROM items WHERE list = ?", (list_url,))
-                gone |= {k for (k,) in rows.fetchall()} - keep
-            db.executemany(
-                "DELETE FROM items WHERE list = ? AND key = ?", [(list_url, k) for k in gone]
-            )
-            db.executemany(
-                "INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (list_url, k, it.href, it.etag, it.kind, _info_json(it), it.data)
-                    for k, it in fresh.items()
-                ],
-            )
-            db.execute(
-                "INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"token|{list_url}", token or "")
-            )
-
-    def save_writes(
-        self, list_url: str, writes: Iterable[tuple[str, _Item | None, str | None]]
-    ) -> None:
-        """Our own writes, in order. Each is a compare-and-swap on the ETag it
-        replaced, so a slower process never puts back an older version."""
-        with self.transaction() as db:
-            for key, item, before in writes:
-                if item is None:
-                    db.execute(
-                        "DELETE FROM items WHERE list = ? AND key = ? AND etag = ?",
-                        (list_url, key, before or ""),
-                    )
-                    continue
-                row = (list_url, key, item.href, item.etag, item.kind, _info_json(item), item.data)
-                if before is None:
-                    db.execute("INSERT OR IGNORE INTO items VALUES (?, ?, ?, ?, ?, ?, ?)", row)
-                else:
-                    db.execute(
-                        "UPDATE items SET href = ?, etag = ?, kind = ?, info = ?, data = ? "
-                        "WHERE list = ? AND key = ? AND etag = ?",
-                        (*row[2:], list_url, key, before),
-                    )
-
-    def close(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            self.db.close()
 
 
 # --- the backend --------------------------------------------------------------------------
@@ -1236,3 +799,6 @@ class CaldavBackend:
         if self._cache is not None:
             self._cache.close()
             self._cache = None
+
+
+__all__ = ["CaldavBackend", "_file_name"]
