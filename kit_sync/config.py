@@ -14,7 +14,6 @@ import re
 import shlex
 import subprocess
 from datetime import date, timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -36,6 +35,7 @@ from pydantic import (
 from kit_sync.cadence import Interval, IntervalError, Rules
 from kit_sync.errors import ConfigError
 from kit_sync.logs import register_secret
+from kit_sync.model import Channel, RemovalPolicy, Wording
 from kit_sync.yamlsrc import Located, Path_, format_path, read_yaml_file
 
 DEFAULT_LOCATIONS = ("./kit-sync.yaml", "~/.config/kit-sync/config.yaml")
@@ -79,15 +79,6 @@ def _duration(value: Any) -> timedelta:
 
 
 DurationField = Annotated[timedelta, PlainValidator(_duration), PlainSerializer(str)]
-
-
-class Channel(StrEnum):
-    EMAIL = "email"
-    CALL = "call"
-    LUNCH = "lunch"
-    COFFEE = "coffee"
-    MESSAGE = "message"
-    ANY = "any"
 
 
 _PRIORITY_WORDS = {"high": 1, "medium": 5, "normal": 5, "low": 9, "none": 0}
@@ -275,8 +266,6 @@ class ExchangeConfig(Strict):
     """TLS verification: true, false, or the path of a CA bundle."""
     max_retry_wait: float = Field(60.0, ge=0)
     """Seconds exchangelib may keep retrying a busy server within one cycle."""
-    on_remove: Literal["defer", "delete"] = "defer"
-    """A removed contact's task: defer (recurrence removed, status Deferred) or delete."""
     version: str | None = None
     """Exchange version ("2013", "2016", "2019", "online" or a build like "15.1.2507");
     asked from the server when omitted."""
@@ -451,7 +440,18 @@ class TaskWording(Strict):
     alarm: str | None = None
     """Time of a reminder on the due day, like "09:00"; none when omitted."""
     on_remove: Literal["cancel", "delete"] = "cancel"
-    """What happens to the open task of a removed or paused contact."""
+    """What happens to the open task of a removed or paused contact: cancel (Exchange:
+    status Deferred, recurrence removed) or delete, on every backend."""
+
+    def wording(self) -> Wording:
+        """The core's view of these options (plan.py never sees the config)."""
+        return Wording(
+            title=self.title,
+            categories=tuple(self.categories),
+            tier_category=self.tier_category,
+            alarm=self.alarm,
+            on_remove=RemovalPolicy(self.on_remove),
+        )
 
     @field_validator("title")
     @classmethod
@@ -531,6 +531,30 @@ class Config(Strict):
         lambda v, info: None if v is None else _resolve_path(v, info)
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _old_exchange_on_remove(cls, data: Any) -> Any:
+        """`backend.on_remove` (Exchange only, before 0.2) became `task.on_remove`,
+        the one removal policy of every backend: defer -> cancel, delete -> delete."""
+        old = _deprecated_on_remove(data)
+        if old is None:
+            return data
+        backend = {k: v for k, v in data["backend"].items() if k != "on_remove"}
+        task = dict(data.get("task") or {})
+        wanted = OLD_ON_REMOVE.get(str(old))
+        if wanted is None:
+            raise ValueError(
+                f"backend.on_remove '{old}' is not defer or delete; better, remove it and "
+                "write task.on_remove: cancel or delete"
+            )
+        if "on_remove" in task and task["on_remove"] != wanted:
+            raise ValueError(
+                f"backend.on_remove: {old} and task.on_remove: {task['on_remove']} disagree; "
+                "remove backend.on_remove (task.on_remove is the one setting now)"
+            )
+        task["on_remove"] = wanted
+        return {**data, "backend": backend, "task": task}
+
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str | None) -> str | None:
@@ -567,6 +591,20 @@ class Config(Strict):
             return self.state
         base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
         return base / "kit-sync" / f"{self.source.stem}.sqlite"
+
+
+#: The deprecated Exchange-only `backend.on_remove` values -> `task.on_remove`.
+OLD_ON_REMOVE = {"defer": "cancel", "delete": "delete"}
+
+
+def _deprecated_on_remove(data: Any) -> Any:
+    """The value of a deprecated `backend.on_remove` in raw config data, else None."""
+    if not isinstance(data, dict):
+        return None
+    backend = data.get("backend")
+    if isinstance(backend, dict) and backend.get("type") == "exchange":
+        return backend.get("on_remove")
+    return None
 
 
 # --- loading -----------------------------------------------------------------------
@@ -725,6 +763,12 @@ def load_config(path: Path, environ: dict[str, str] | None = None) -> tuple[Conf
         raise ConfigError(f"{path} has {len(problems)} problem(s)", problems)
     config._source = path
     config._warnings = exposure_warnings(path)
+    old = _deprecated_on_remove(data)
+    if old is not None:
+        config._warnings.append(
+            f"{path.name}: backend.on_remove is deprecated; write task.on_remove: "
+            f"{OLD_ON_REMOVE.get(str(old), 'cancel')} instead (same effect)"
+        )
     return config, located
 
 

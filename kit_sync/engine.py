@@ -27,9 +27,17 @@ from kit_sync.backends.base import (
 from kit_sync.cadence import today
 from kit_sync.config import Config
 from kit_sync.errors import KitError, UsageError
-from kit_sync.model import AnchorKind, KitTask, Listing, Status, TaskChange, Touch
+from kit_sync.model import (
+    AnchorKind,
+    Contact,
+    KitTask,
+    Listing,
+    Roster,
+    Status,
+    TaskChange,
+    Touch,
+)
 from kit_sync.plan import Action, Inputs, Kind, Plan, build_plan
-from kit_sync.roster import Contact, Roster
 from kit_sync.state import SeenTask, State
 
 log = logging.getLogger("kit_sync")
@@ -137,7 +145,7 @@ class Engine:
             now=now,
             tz=self.tz,
             rules=self.config.schedule.rules,
-            wording=self.config.task,
+            wording=self.config.task.wording(),
             first_seen=first_seen,
             completion_seen=completion_seen,
             blocked=frozenset(p.contact_id for p in listing.problems if p.contact_id),

@@ -1,7 +1,10 @@
-"""Backend-neutral data: the tasks kit-sync owns and the touches it records.
+"""The core's data: the people on the roster, how their tasks are worded, the tasks
+kit-sync owns and the touches it records.
 
-Nothing here does I/O. Backends turn their items into `KitTask`s and accept
-`NewTask` / `TaskChange` to write; `plan.py` reasons only in these terms.
+Nothing here does I/O and nothing here knows the config file: `config.py` and
+`roster.py` build these from YAML/CSV/vCard, backends turn their items into
+`KitTask`s and accept `NewTask` / `TaskChange` to write; `plan.py` reasons only in
+these terms.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 from urllib.parse import quote, unquote
+
+from kit_sync.cadence import Interval
 
 UID_SUFFIX = "@kit-sync"
 MARKER = "X-KIT-SYNC-CONTACT"
@@ -25,6 +30,94 @@ class Status(StrEnum):
 class AnchorKind(StrEnum):
     TOUCH = "touch"  # due counted from a real touch day
     NEW = "new"  # never touched: due spread over the first interval from this day
+
+
+class Channel(StrEnum):
+    """How the user means to get in touch (shown on the task)."""
+
+    EMAIL = "email"
+    CALL = "call"
+    LUNCH = "lunch"
+    COFFEE = "coffee"
+    MESSAGE = "message"
+    ANY = "any"
+
+
+class RemovalPolicy(StrEnum):
+    """What happens to the open task of a removed or paused contact (DESIGN rule 5).
+    One policy for every backend: `cancel` marks it cancelled (Exchange: Deferred,
+    recurrence removed), `delete` deletes it (Exchange: to Deleted Items)."""
+
+    CANCEL = "cancel"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True)
+class Wording:
+    """How kit tasks read: the title template and what goes beside it."""
+
+    title: str = "Keep in touch with {name}"
+    categories: tuple[str, ...] = ("Keep in touch",)
+    tier_category: bool = True
+    alarm: str | None = None  # "HH:MM" reminder on the due day
+    on_remove: RemovalPolicy = RemovalPolicy.CANCEL
+
+
+@dataclass(frozen=True)
+class Contact:
+    id: str
+    name: str
+    every: Interval
+    channel: Channel = Channel.ANY
+    priority: int = 0
+    tier: str | None = None
+    emails: tuple[str, ...] = ()
+    phone: str | None = None
+    notes: str | None = None
+    tags: tuple[str, ...] = ()
+    city: str | None = None
+    company: str | None = None
+    title: str | None = None
+    birthday: date | None = None
+    met: date | None = None
+    paused: bool = False
+    where: str = ""  # "config.yaml:14" or "people.csv:3": where the user can edit it
+
+    @property
+    def first_name(self) -> str:
+        return self.name.split()[0] if self.name.split() else self.name
+
+    @property
+    def active(self) -> bool:
+        return not self.paused
+
+
+@dataclass
+class Roster:
+    contacts: list[Contact]
+    warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._by_id = {c.id: c for c in self.contacts}
+
+    def get(self, contact_id: str) -> Contact | None:
+        return self._by_id.get(contact_id)
+
+    @property
+    def active(self) -> list[Contact]:
+        return [c for c in self.contacts if c.active]
+
+    def find(self, who: str) -> list[Contact]:
+        """Contacts matching an id, an email, or a part of a name (case-insensitive)."""
+        key = who.strip().lower()
+        exact = [
+            c
+            for c in self.contacts
+            if c.id.lower() == key or key in (e.lower() for e in c.emails) or c.name.lower() == key
+        ]
+        if exact:
+            return exact
+        return [c for c in self.contacts if key and key in c.name.lower()]
 
 
 @dataclass(frozen=True)

@@ -25,19 +25,21 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from kit_sync.cadence import Rules, local_day, planned_due, today
-from kit_sync.config import TaskWording
 from kit_sync.model import (
     AnchorKind,
+    Contact,
     KitMeta,
     KitTask,
     NewTask,
+    RemovalPolicy,
+    Roster,
     Status,
     TaskChange,
     TaskContent,
     Touch,
+    Wording,
     make_uid,
 )
-from kit_sync.roster import Contact, Roster
 
 
 class Kind(StrEnum):
@@ -102,7 +104,7 @@ class Inputs:
     now: datetime  # aware
     tz: ZoneInfo
     rules: Rules = field(default_factory=Rules)
-    wording: TaskWording = field(default_factory=TaskWording)
+    wording: Wording = field(default_factory=Wording)
     first_seen: dict[str, date] = field(default_factory=dict)
     # first time a completion without a COMPLETED stamp was seen, by uid
     completion_seen: dict[str, datetime] = field(default_factory=dict)
@@ -112,7 +114,7 @@ class Inputs:
     previously_open: dict[str, str] = field(default_factory=dict)
 
 
-def render(contact: Contact, last_touch: date | None, wording: TaskWording) -> TaskContent:
+def render(contact: Contact, last_touch: date | None, wording: Wording) -> TaskContent:
     """The visible task: what phone apps show (summary, notes, categories, priority)."""
     summary = wording.title.format(
         name=contact.name,
@@ -268,7 +270,7 @@ def build_plan(inputs: Inputs) -> Plan:
             why = "paused in the roster" if contact else "no longer in the roster"
             for t in opens:
                 plan.actions.append(
-                    _cancel(t, inputs, why, delete=inputs.wording.on_remove == "delete")
+                    _cancel(t, inputs, why, delete=inputs.wording.on_remove is RemovalPolicy.DELETE)
                 )
             continue
 

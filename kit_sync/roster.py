@@ -10,73 +10,15 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from dataclasses import dataclass, field
-from datetime import date
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
-from kit_sync.cadence import Interval
-from kit_sync.config import Channel, Config, ContactEntry, problem_line
+from kit_sync.config import Config, ContactEntry, problem_line
 from kit_sync.errors import ConfigError
+from kit_sync.model import Channel, Contact, Roster
 from kit_sync.yamlsrc import Located, format_path
-
-
-@dataclass(frozen=True)
-class Contact:
-    id: str
-    name: str
-    every: Interval
-    channel: Channel = Channel.ANY
-    priority: int = 0
-    tier: str | None = None
-    emails: tuple[str, ...] = ()
-    phone: str | None = None
-    notes: str | None = None
-    tags: tuple[str, ...] = ()
-    city: str | None = None
-    company: str | None = None
-    title: str | None = None
-    birthday: date | None = None
-    met: date | None = None
-    paused: bool = False
-    where: str = ""  # "config.yaml:14" or "people.csv:3": where the user can edit it
-
-    @property
-    def first_name(self) -> str:
-        return self.name.split()[0] if self.name.split() else self.name
-
-    @property
-    def active(self) -> bool:
-        return not self.paused
-
-
-@dataclass
-class Roster:
-    contacts: list[Contact]
-    warnings: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self._by_id = {c.id: c for c in self.contacts}
-
-    def get(self, contact_id: str) -> Contact | None:
-        return self._by_id.get(contact_id)
-
-    @property
-    def active(self) -> list[Contact]:
-        return [c for c in self.contacts if c.active]
-
-    def find(self, who: str) -> list[Contact]:
-        """Contacts matching an id, an email, or a part of a name (case-insensitive)."""
-        key = who.strip().lower()
-        exact = [
-            c
-            for c in self.contacts
-            if c.id.lower() == key or key in (e.lower() for e in c.emails) or c.name.lower() == key
-        ]
-        if exact:
-            return exact
-        return [c for c in self.contacts if key and key in c.name.lower()]
 
 
 def slugify(text: str) -> str:

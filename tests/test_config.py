@@ -112,3 +112,38 @@ def test_exchange_needs_a_way_to_find_the_server(tmp_path: Path) -> None:
             )
         )
     assert "give one of server, service_endpoint or autodiscover: true" in str(err.value)
+
+
+EXCHANGE_BACKEND = """\
+backend:
+  type: exchange
+  email: me@example.com
+  service_endpoint: https://mail.example.com/EWS/Exchange.asmx
+  password: secret
+"""
+
+
+@pytest.mark.parametrize(("old", "new"), [("defer", "cancel"), ("delete", "delete")])
+def test_old_exchange_on_remove_still_loads_as_the_one_removal_policy(
+    tmp_path: Path, old: str, new: str
+) -> None:
+    text = EXCHANGE_BACKEND + f"  on_remove: {old}\ncontacts: [{{name: A, every: 2 weeks}}]\n"
+    config, _ = load_config(write(tmp_path, text))
+    assert config.task.on_remove == new
+    assert config.task.wording().on_remove == new
+    assert any("backend.on_remove is deprecated" in w and new in w for w in config.warnings)
+
+
+def test_old_exchange_on_remove_that_contradicts_task_on_remove_is_an_error(
+    tmp_path: Path,
+) -> None:
+    text = EXCHANGE_BACKEND + "  on_remove: delete\ntask: {on_remove: cancel}\n"
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    assert "disagree" in str(err.value)
+
+
+def test_on_remove_is_not_an_option_of_other_backends(tmp_path: Path) -> None:
+    text = "backend: {type: local, path: t, on_remove: delete}\n"
+    with pytest.raises(ConfigError):
+        load_config(write(tmp_path, text))
