@@ -36,6 +36,7 @@ from kit_sync.cadence import Interval, IntervalError, Rules
 from kit_sync.errors import ConfigError
 from kit_sync.logs import register_secret
 from kit_sync.model import Channel, RemovalPolicy, Wording
+from kit_sync.schedule import Policy
 from kit_sync.yamlsrc import Located, Path_, format_path, read_yaml_file
 
 DEFAULT_LOCATIONS = ("./kit-sync.yaml", "~/.config/kit-sync/config.yaml")
@@ -473,15 +474,73 @@ class TaskWording(Strict):
         return value
 
 
+def _flex(value: Any) -> float:
+    """15% (or the fraction 0.15) of the interval; 0% to 50%."""
+    problem = f"flex '{value}' is not a share of the interval like 15% (0% to 50%)"
+    if isinstance(value, bool):
+        raise ValueError(problem)
+    text = str(value).strip()
+    percent = text.endswith("%")
+    try:
+        number = float(text[:-1] if percent else text)
+    except ValueError:
+        raise ValueError(problem) from None
+    share = number / 100 if percent else number
+    if not percent and share >= 1:
+        raise ValueError(f"flex '{value}' needs a percent sign, like {text}%")
+    if not 0 <= share <= 0.5:
+        raise ValueError(problem)
+    return share
+
+
+FlexField = Annotated[float, PlainValidator(_flex), PlainSerializer(lambda v: f"{v:.0%}")]
+
+
+def _weekday(value: Any) -> int:
+    from kit_sync.schedule import parse_weekday
+
+    return parse_weekday(value)
+
+
+WeekdayField = Annotated[int, PlainValidator(_weekday), PlainSerializer(lambda v: WEEKDAY_NAMES[v])]
+WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+class Capacity(Strict):
+    per_week: int | None = Field(None, ge=1)
+    """At most this many due dates in one ISO week (Monday to Sunday); no limit when
+    omitted."""
+
+
 class Schedule(Strict):
-    avoid_weekends: bool = False
-    """A due date on Saturday or Sunday moves to the Monday after."""
+    capacity: Capacity = Capacity(per_week=None)
+    """How many due dates a week you can keep up with."""
+    flex: FlexField = 0.0
+    """A new due date may move this share of its interval either way (at most 14
+    days) to even the weekly load, like "15%"; 0% keeps the exact date."""
+    easy_days: list[WeekdayField] = []
+    """Days of the week nothing is due on, like [saturday, sunday]."""
+    avoid_weekends: bool | None = None
+    """Deprecated: `avoid_weekends: true` is `easy_days: [saturday, sunday]`."""
     spread_new: bool = True
     """Spread first due dates of never-touched contacts over their first interval."""
 
+    @field_validator("easy_days")
+    @classmethod
+    def _some_day_left(cls, value: list[int]) -> list[int]:
+        if len(set(value)) >= 7:
+            raise ValueError("every day of the week is an easy day; leave at least one")
+        return value
+
     @property
     def rules(self) -> Rules:
-        return Rules(avoid_weekends=self.avoid_weekends, spread_new=self.spread_new)
+        # Easy days are the placement's job now (see `policy`), not the cadence's.
+        return Rules(avoid_weekends=False, spread_new=self.spread_new)
+
+    @property
+    def policy(self) -> Policy:
+        easy = set(self.easy_days) | ({5, 6} if self.avoid_weekends else set())
+        return Policy(self.capacity.per_week, self.flex, frozenset(easy))
 
 
 class SyncOptions(Strict):
@@ -691,6 +750,7 @@ def _known_fields(parent: Path_, data: Any) -> list[str]:
                     Filter,
                     TaskWording,
                     Schedule,
+                    Capacity,
                     SyncOptions,
                     HealthOptions,
                     ExchangeOAuth,
@@ -762,7 +822,7 @@ def load_config(path: Path, environ: dict[str, str] | None = None) -> tuple[Conf
     if problems or config is None:
         raise ConfigError(f"{path} has {len(problems)} problem(s)", problems)
     config._source = path
-    config._warnings = exposure_warnings(path)
+    config._warnings = exposure_warnings(path) + deprecation_warnings(config, path, located)
     old = _deprecated_on_remove(data)
     if old is not None:
         config._warnings.append(
@@ -770,6 +830,27 @@ def load_config(path: Path, environ: dict[str, str] | None = None) -> tuple[Conf
             f"{OLD_ON_REMOVE.get(str(old), 'cancel')} instead (same effect)"
         )
     return config, located
+
+
+def deprecation_warnings(config: Config, path: Path, located: Located) -> list[str]:
+    """Old options that still work, with what to write instead."""
+    out = []
+    old = config.schedule.avoid_weekends
+    if old is not None:
+        instead = (
+            "easy_days: [saturday, sunday]"
+            if old
+            else "nothing (remove it: no day is easy by default)"
+        )
+        out.append(
+            problem_line(
+                path,
+                located,
+                ("schedule", "avoid_weekends"),
+                f"is deprecated and still honoured; write {instead} instead",
+            )
+        )
+    return out
 
 
 SECRET_KEYS = frozenset({"password", "token", "client_secret", "certificate_password"})

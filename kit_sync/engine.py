@@ -145,6 +145,7 @@ class Engine:
             now=now,
             tz=self.tz,
             rules=self.config.schedule.rules,
+            schedule=self.config.schedule.policy,
             wording=self.config.task.wording(),
             first_seen=first_seen,
             completion_seen=completion_seen,
@@ -233,6 +234,8 @@ class Engine:
         )
         for line in result.problems:
             log.warning("unreadable item on the backend: %s", line)
+        for line in plan.warnings:
+            log.warning("%s", line)
         self._journal(plan, inputs)
         tasks = {t.uid: t for t in listing.tasks}
         retry: set[str] = set()

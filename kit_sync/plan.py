@@ -40,6 +40,7 @@ from kit_sync.model import (
     Wording,
     make_uid,
 )
+from kit_sync.schedule import Load, Policy, Request, fits, place_all, week_of
 
 
 class Kind(StrEnum):
@@ -58,6 +59,9 @@ class Action:
     task: KitTask | None = None  # for UPDATE / CANCEL
     change: TaskChange | None = None  # for UPDATE / CANCEL (status=CANCELLED)
     delete: bool = False  # CANCEL by deleting instead
+    # A new due date the schedule places (DESIGN rule 12); the due written in `new`
+    # or `change` is the nominal one until `place_due_dates` has run.
+    to_place: Request | None = None
 
     @property
     def uid(self) -> str:
@@ -88,6 +92,7 @@ class Plan:
     touches: list[Touch] = field(default_factory=list)  # new touches to journal
     retracted: list[str] = field(default_factory=list)  # touch source_uids to remove
     skipped: list[str] = field(default_factory=list)  # contacts left alone, with why
+    warnings: list[str] = field(default_factory=list)  # e.g. weeks over capacity
 
     def counts(self) -> dict[str, int]:
         out = {k.value: 0 for k in Kind}
@@ -104,6 +109,7 @@ class Inputs:
     now: datetime  # aware
     tz: ZoneInfo
     rules: Rules = field(default_factory=Rules)
+    schedule: Policy = field(default_factory=Policy)
     wording: Wording = field(default_factory=Wording)
     first_seen: dict[str, date] = field(default_factory=dict)
     # first time a completion without a COMPLETED stamp was seen, by uid
@@ -284,6 +290,7 @@ def build_plan(inputs: Inputs) -> Plan:
             else:
                 anchor, kind = inputs.first_seen.get(cid, day_now), AnchorKind.NEW
             due = planned_due(anchor, kind is AnchorKind.NEW, cid, contact.every, inputs.rules)
+            request = _request(contact, due, anchor, inputs)
             existing_uids = {t.uid for t in tasks}
             n = len(tasks)
             uid = make_uid(cid, f"{from_uid or ''}|{anchor}|{kind}|{n}")
@@ -308,7 +315,13 @@ def build_plan(inputs: Inputs) -> Plan:
             else:
                 action_kind, reason = Kind.CREATE, "new contact"
             plan.actions.append(
-                Action(action_kind, cid, reason, new=NewTask(uid, due, content, meta))
+                Action(
+                    action_kind,
+                    cid,
+                    reason,
+                    new=NewTask(uid, due, content, meta),
+                    to_place=request,
+                )
             )
             continue
 
@@ -321,7 +334,55 @@ def build_plan(inputs: Inputs) -> Plan:
         change = _refresh(keeper, contact, content, last, from_uid, inputs)
         if change is not None:
             plan.actions.append(change)
+    place_due_dates(plan, inputs)
     return plan
+
+
+def _request(contact: Contact, nominal: date, anchor: date, inputs: Inputs) -> Request:
+    return Request(contact.id, nominal, contact.every, anchor, today(inputs.now, inputs.tz))
+
+
+def place_due_dates(plan: Plan, inputs: Inputs) -> None:
+    """DESIGN rule 12: each new due date in the plan moves within its flex window to
+    the least loaded week. The dates of the tasks that keep theirs (snoozes
+    included) make the load; none of them moves."""
+    requests = {i: a.to_place for i, a in enumerate(plan.actions) if a.to_place is not None}
+    if not requests:
+        return
+    leaving = {
+        a.task.uid
+        for a in plan.actions
+        if a.task is not None and (a.kind is Kind.CANCEL or a.to_place is not None)
+    }
+    load = Load.of(
+        t.due
+        for t in inputs.tasks
+        if t.status is Status.OPEN and t.due is not None and t.uid not in leaving
+    )
+    placed = place_all(requests.values(), load, inputs.schedule)
+    full: set[tuple[int, int]] = set()
+    for i, request in requests.items():
+        day = placed[request.key]
+        plan.actions[i] = _with_due(plan.actions[i], day.day)
+        if day.over_capacity:
+            full.add(week_of(day.day))
+    for year, week in sorted(full):
+        plan.warnings.append(
+            f"week {year}-W{week:02d} holds {load.weeks[(year, week)]} due dates, more than "
+            f"the capacity of {inputs.schedule.capacity} a week: no week within the "
+            "flex window had room"
+        )
+
+
+def _with_due(action: Action, day: date) -> Action:
+    if action.new is not None:
+        new = replace(action.new, due=day, meta=replace(action.new.meta, planned_due=day))
+        return replace(action, new=new)
+    assert action.change is not None and action.change.meta is not None
+    assert action.task is not None
+    meta = replace(action.change.meta, planned_due=day)
+    due = None if day == action.task.due else day
+    return replace(action, change=replace(action.change, due=due, meta=meta))
 
 
 def _refresh(
@@ -336,6 +397,7 @@ def _refresh(
     m = task.meta
     every = contact.every
     due: date | None = None
+    to_place: Request | None = None
     meta = m
     reasons: list[str] = []
     if last is not None and (
@@ -343,6 +405,7 @@ def _refresh(
     ):
         # A touch newer than this task's anchor: count from it (wins over a snooze).
         due = planned_due(last, False, contact.id, every, inputs.rules)
+        to_place = _request(contact, due, last, inputs)
         meta = replace(
             m,
             anchor=last,
@@ -363,12 +426,18 @@ def _refresh(
         want = planned_due(
             m.anchor, m.anchor_kind is AnchorKind.NEW, contact.id, every, inputs.rules
         )
-        if want != task.due or m.every != every.iso:
-            due = want if want != task.due else None
+        request = _request(contact, want, m.anchor, inputs)
+        why = f"cadence is now {every}" if m.every != every.iso else "scheduling rules changed"
+        if not fits(task.due, request, inputs.schedule):
+            # The cadence or the schedule's rules changed so much that the date is
+            # out of its window (or on an easy day): place it again.
+            due, to_place = want, request
             meta = replace(m, every=every.iso, planned_due=want)
-            reasons.append(
-                f"cadence is now {every}" if m.every != every.iso else "scheduling rules changed"
-            )
+            reasons.append(why)
+        elif m.every != every.iso:
+            # The date still fits the new cadence: it stays (nothing moves needlessly).
+            meta = replace(m, every=every.iso)
+            reasons.append(why)
     if m.fingerprint != content.fingerprint:
         meta = replace(meta, fingerprint=content.fingerprint)
         reasons.append("roster details changed")
@@ -383,6 +452,7 @@ def _refresh(
         "; ".join(reasons),
         task=task,
         change=TaskChange(due=due, content=new_content, meta=meta),
+        to_place=to_place,
     )
 
 
