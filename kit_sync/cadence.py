@@ -55,6 +55,23 @@ class IntervalError(ValueError):
     pass
 
 
+_BARE_NUMBER = re.compile(r"^[+-]?\d+(?:\.\d+)?$")
+
+
+def _no_unit(value: object) -> str:
+    """A bare number is never guessed: 2 could mean days, weeks or months."""
+    n = str(value).strip()
+    if isinstance(value, float) and value.is_integer():
+        n = str(int(value))
+    units = (
+        ("weeks", "months") if len(n) < 3 and n.isdigit() and int(n) <= 12 else ("days", "weeks")
+    )
+    return (
+        f'\'{n}\' has no unit; write it with one, like "{n} {units[0]}" or "{n} {units[1]}" '
+        "(a bare number could mean days, weeks or months)"
+    )
+
+
 @dataclass(frozen=True, order=True)
 class Interval:
     """A cadence: whole months plus whole days (never both in user input)."""
@@ -69,13 +86,13 @@ class Interval:
     @classmethod
     def parse(cls, text: str | int) -> Interval:
         """Parse an interval as people write it. Raises IntervalError with examples."""
-        if isinstance(text, int) and not isinstance(text, bool):
-            if text <= 0:
-                raise IntervalError(f"interval must be positive, got {text}")
-            return cls(days=text)
+        if isinstance(text, int | float) and not isinstance(text, bool):
+            raise IntervalError(_no_unit(text))
         if not isinstance(text, str):
             raise IntervalError(f"expected an interval like {EXAMPLES}, got {text!r}")
         raw = " ".join(text.strip().lower().split())
+        if _BARE_NUMBER.match(raw):
+            raise IntervalError(_no_unit(raw))
         iso = _ISO.match(text.strip().upper())
         if iso and (iso.group(1) or iso.group(2)):
             return cls(months=int(iso.group(1) or 0), days=int(iso.group(2) or 0))

@@ -21,7 +21,9 @@ from kit_sync.logs import JsonFormatter, TextFormatter, setup_logging
 @pytest.fixture
 def world(tmp_path: Path) -> World:
     config = copy.deepcopy(BASE_CONFIG)
-    config["contacts"].append({"name": "Luis García", "email": "luis@example.net", "every": 30})
+    config["contacts"].append(
+        {"name": "Luis García", "email": "luis@example.net", "every": "30 days"}
+    )
     return World(tmp_path, config)
 
 
@@ -79,7 +81,7 @@ def test_every_kind_of_action_is_logged_with_contact_and_href(
     world.complete_raw(ann, "COMPLETED:20261121T090000Z")  # regenerate
     data = copy.deepcopy(world.config_data)
     data["contacts"] = [c for c in data["contacts"] if c["name"] != "Bob Stone"]  # cancel
-    data["contacts"][-1]["every"] = 60  # update Luis's due date
+    data["contacts"][-1]["every"] = "60 days"  # update Luis's due date
     world.write_config(data)
     ran = cli(capfd, "--log-format", "json", "--config", str(world.config_path), "sync")
     assert ran.code == 0, ran.text
