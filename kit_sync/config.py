@@ -416,6 +416,9 @@ class ContactEntry(Strict):
 class Filter(Strict):
     categories: list[str] = []
     """Keep only contacts in at least one of these categories/groups/labels."""
+    seen_within: IntervalField | None = None
+    """Keep only contacts with a touch in the journal (or a last-modified/last-contact
+    date in the file) within this long before today, like "2 years"."""
 
 
 class Include(Strict):
@@ -425,6 +428,9 @@ class Include(Strict):
     every: IntervalField | None = None
     channel: Channel | None = None
     only: Filter | None = None
+    date_order: Literal["dmy", "mdy"] | None = None
+    """How the file writes numeric dates (14/03/1985 is dmy, 3/14/1985 mdy); detected
+    from the file's unambiguous dates when omitted."""
 
     _resolve = field_validator("path")(_resolve_path)
 

@@ -77,7 +77,16 @@ from typing import Any
 
 from kit_sync.errors import ConfigError
 
-__all__ = ["FORMATS", "RawEntry", "RowProblem", "read_roster_file"]
+__all__ = [
+    "DATE_ORDERS",
+    "FORMATS",
+    "DateOrder",
+    "Export",
+    "RawEntry",
+    "RowProblem",
+    "read_export",
+    "read_roster_file",
+]
 
 FORMATS = ("auto", "outlook-csv", "google-csv", "csv", "vcard")
 
@@ -92,14 +101,41 @@ class RawEntry:
 class RowProblem:
     where: str
     message: str
+    # The row's categories when the row could be read that far, so a filter that
+    # excludes the row also drops its problem; None when they are unknown (a row
+    # with extra cells, an unclosed quote, a card without END:VCARD).
+    categories: tuple[str, ...] | None = None
 
 
-def read_roster_file(path: Path, fmt: str = "auto") -> tuple[list[RawEntry], list[RowProblem]]:
+@dataclass(frozen=True)
+class Export:
+    """Everything read from one file: its entries, its bad rows, and how it was read."""
+
+    entries: list[RawEntry]
+    problems: list[RowProblem]
+    kind: str  # "outlook-csv", "google-csv", "csv" or "vcard"
+    rows: int  # rows (or cards) read, bad ones included; empty rows are not rows
+    dates: DateOrder  # how numeric dates were read
+    has_last_seen: bool  # a last-modified/last-contact column (vCard: REV)
+
+
+def read_roster_file(
+    path: Path, fmt: str = "auto", date_order: str | None = None
+) -> tuple[list[RawEntry], list[RowProblem]]:
+    """The entries and bad rows of one contact export file (see `read_export`)."""
+    export = read_export(path, fmt, date_order)
+    return export.entries, export.problems
+
+
+def read_export(path: Path, fmt: str = "auto", date_order: str | None = None) -> Export:
     """Read one contact export file.
 
     fmt: "auto" | "outlook-csv" | "google-csv" | "csv" | "vcard". "auto" picks vCard
     for .vcf/.vcard, CSV for .csv (then sniffs the header: Outlook, Google old or new
     format, else plain CSV), and for any other extension looks at the content.
+
+    date_order: "dmy" | "mdy" | None: how numeric CSV dates are written; None
+    detects it from the file's unambiguous dates (a first or second number over 12).
 
     Raises ConfigError (the message names the file) when the file is missing,
     unreadable, cannot be decoded, or is not a recognisable format at all.
@@ -109,6 +145,8 @@ def read_roster_file(path: Path, fmt: str = "auto") -> tuple[list[RawEntry], lis
         raise ConfigError(
             f"{path}: unknown roster file format {fmt!r}; use one of: {', '.join(FORMATS)}"
         )
+    if date_order is not None and date_order not in DATE_ORDERS:
+        raise ConfigError(f"{path}: date_order {date_order!r} is not one of dmy, mdy")
     text = _decode(_read_bytes(path), path)
     if fmt == "auto":
         suffix = path.suffix.lower()
@@ -121,7 +159,7 @@ def read_roster_file(path: Path, fmt: str = "auto") -> tuple[list[RawEntry], lis
             fmt = "vcard" if looks_vcard else "auto-csv"
     if fmt == "vcard":
         return _read_vcard(text, path)
-    return _read_csv(text, path, fmt)
+    return _read_csv(text, path, fmt, date_order)
 
 
 # --------------------------------------------------------------------------- file + text
@@ -213,14 +251,24 @@ def _join_name(*parts: str) -> str:
 
 # --------------------------------------------------------------------------- dates
 
-_ISO = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})(?:T.*)?$")
+_ISO = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})(?:[T ].*)?$")
 _NO_YEAR = re.compile(r"^--(?:\d{2}-?\d{2}|\d{2}|-\d{2})$")
 _REDUCED = re.compile(r"^\d{4}(?:-\d{2})?$")
-_SLASH = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{2}|\d{4})$")
-_DOTTED = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})$")
+# Numeric dates in the exporting machine's order: 14/03/1985 (UK), 3/14/1985 (US),
+# 14-03-1985 (NL); Outlook may append a time ("3/14/1985 0:00:00").
+_NUMERIC = re.compile(r"^(\d{1,2})([/-])(\d{1,2})\2(\d{2}|\d{4})(?:[ T].*)?$")
+_DOTTED = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})(?:[ T].*)?$")
+
+DATE_ORDERS = ("dmy", "mdy")
+_ORDER_WORDS = {"dmy": "day first", "mdy": "month first"}
+_MONTHS = (
+    *("January", "February", "March", "April", "May", "June"),
+    *("July", "August", "September", "October", "November", "December"),
+)
 
 _CSV_DATE_HINT = (
-    "write it as yyyy-mm-dd (e.g. 1985-04-12) or m/d/yyyy (e.g. 4/12/1985), or clear it"
+    "write it as yyyy-mm-dd (e.g. 1985-04-12) or in the file's own order "
+    "(14/03/1985 or 3/14/1985), or clear it"
 )
 _VCARD_DATE_HINT = "write it as BDAY:1985-04-12 (or BDAY:--04-12 without a year), or remove it"
 
@@ -229,8 +277,63 @@ class _BadValue(Exception):
     pass
 
 
-def _parse_birthday(value: str, label: str = "birthday") -> date | None:
-    """A date, or None when there is no usable (full) birthday. Raises _BadValue."""
+@dataclass(frozen=True)
+class DateOrder:
+    """How a file writes numeric dates: "dmy", "mdy", or None when nothing says.
+
+    `source` says why ("date_order: dmy in the config", "line 14: 14/03/1985");
+    `conflict` names a line of each order when the file writes both.
+    """
+
+    order: str | None = None
+    source: str = ""
+    conflict: str = ""
+
+    def describe(self) -> str:
+        if self.order is None:
+            return ""
+        return f"{_ORDER_WORDS[self.order]} ({self.order}, {self.source})"
+
+
+def _numeric_parts(value: str) -> tuple[int, int, str] | None:
+    """(first, second, year text) of a slash/dash date, or None for any other form."""
+    m = _NUMERIC.match(value.strip())
+    if not m or _ISO.match(value.strip()):
+        return None
+    return int(m.group(1)), int(m.group(3)), m.group(4)
+
+
+def detect_date_order(dates: Iterable[tuple[str, str]], setting: str | None) -> DateOrder:
+    """The file's numeric date order from (where, value) pairs, or the setting.
+
+    Only a date whose first number is over 12 (day first) or whose second is
+    (month first) says anything; a file can be read without a setting only when
+    such dates exist and all agree."""
+    if setting is not None:
+        return DateOrder(setting, f"date_order: {setting} in the config")
+    first: dict[str, str] = {}
+    for where, value in dates:
+        parts = _numeric_parts(value)
+        if parts is None or len(parts[2]) != 4 or 0 in parts[:2]:
+            continue
+        a, b, _ = parts
+        if a > 12 and b <= 12:
+            first.setdefault("dmy", f"{where.rsplit(':', 1)[-1]}: {value.strip()}")
+        elif b > 12 and a <= 12:
+            first.setdefault("mdy", f"{where.rsplit(':', 1)[-1]}: {value.strip()}")
+    if len(first) == 2:
+        return DateOrder(
+            None,
+            conflict=f"day first (line {first['dmy']}) and month first (line {first['mdy']})",
+        )
+    if first:
+        ((order, seen),) = first.items()
+        return DateOrder(order, f"detected from line {seen}")
+    return DateOrder()
+
+
+def _parse_date(value: str, label: str = "birthday", order: DateOrder = DateOrder()) -> date | None:
+    """A date, or None when there is no usable (full) date. Raises _BadValue."""
     v = value.strip()
     if not v:
         return None
@@ -240,16 +343,17 @@ def _parse_birthday(value: str, label: str = "birthday") -> date | None:
     y = m = d = 0
     if match := _ISO.match(v):
         y, m, d = (int(g) for g in match.groups())
-    elif match := _SLASH.match(v):
-        m, d = int(match.group(1)), int(match.group(2))
-        if m == 0 or d == 0:
+    elif parts := _numeric_parts(v):
+        a, b, year = parts
+        if a == 0 or b == 0:
             return None  # Outlook's "no birthday": 0/0/00, 1/0/00
-        if len(match.group(3)) == 2:
+        if len(year) == 2:
             raise _BadValue(
                 f"{label} {v!r} has a two-digit year, which is ambiguous; "
                 "write the full year (e.g. 4/12/1985) or clear it"
             )
-        y = int(match.group(3))
+        y = int(year)
+        d, m = _day_month(a, b, v, label, order)
     elif match := _DOTTED.match(v):
         d, m, y = (int(g) for g in match.groups())
         if m == 0 or d == 0:
@@ -260,6 +364,38 @@ def _parse_birthday(value: str, label: str = "birthday") -> date | None:
         return date(y, m, d)
     except ValueError:
         raise _BadValue(f"{label} {v!r} is not a real calendar date; {hint}") from None
+
+
+def _day_month(a: int, b: int, v: str, label: str, order: DateOrder) -> tuple[int, int]:
+    """(day, month) of the numeric date `v` = a/b/year, in the file's order."""
+    if (a > 12 and b > 12) or a > 31 or b > 31:
+        raise _BadValue(f"{label} {v!r} is not a real calendar date; {_CSV_DATE_HINT}")
+    if order.order == "dmy" and a <= 31 and b <= 12:
+        return a, b
+    if order.order == "mdy" and a <= 12 and b <= 31:
+        return b, a
+    if order.order is not None:
+        return _contradicts(v, label, order)
+    if a == b or (a > 12) != (b > 12):
+        # 03/03/1985 reads the same both ways; 14/03/1985 and 3/14/1985 only one way.
+        return (a, b) if a > 12 or a == b else (b, a)
+    how = (
+        f"this file writes dates both {order.conflict}"
+        if order.conflict
+        else "no date in this file has a day over 12 to tell the order"
+    )
+    raise _BadValue(
+        f"{label} {v!r} could be {a} {_MONTHS[b - 1]} or {b} {_MONTHS[a - 1]}, and {how}; "
+        "set date_order: dmy (day first, as UK/European exports write) or date_order: mdy "
+        "(month first, US) on this include"
+    )
+
+
+def _contradicts(v: str, label: str, order: DateOrder) -> tuple[int, int]:
+    raise _BadValue(
+        f"{label} {v!r} is not a date in {_ORDER_WORDS[order.order or 'dmy']} order "
+        f"({order.order}, {order.source}); fix the date or the order"
+    )
 
 
 # --------------------------------------------------------------------------- CSV
@@ -294,6 +430,7 @@ class _Mapped:
     fields: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     birthday: str = ""  # raw text, parsed centrally
+    last_seen: str = ""  # raw text of a last-modified/last-contact column (vCard REV)
 
     def put(self, key: str, value: Any) -> None:
         if value:
@@ -544,7 +681,27 @@ def _csv_records(text: str, delimiter: str) -> tuple[list[tuple[int, list[str]]]
     return records, unclosed
 
 
-def _read_csv(text: str, path: Path, fmt: str) -> tuple[list[RawEntry], list[RowProblem]]:
+#: Columns that say when a contact was last edited or contacted (for seen_within).
+LAST_SEEN_COLUMNS = (
+    "last contact",
+    "last contacted",
+    "last-contact",
+    "last modified",
+    "last-modified",
+    "last modified time",
+    "modified",
+    "last updated",
+    "updated",
+)
+_KIND_NAMES = {
+    "outlook": "outlook-csv",
+    "google-old": "google-csv",
+    "google-new": "google-csv",
+    "generic": "csv",
+}
+
+
+def _read_csv(text: str, path: Path, fmt: str, date_order: str | None) -> Export:
     try:
         records, unclosed = _csv_records(text, _sniff_delimiter(text))
     except csv.Error as e:  # e.g. a cell larger than the csv module's field limit
@@ -601,6 +758,7 @@ def _read_csv(text: str, path: Path, fmt: str) -> tuple[list[RawEntry], list[Row
 
     entries: list[RawEntry] = []
     problems: list[RowProblem] = []
+    mapped_rows: list[tuple[str, _Mapped]] = []
     for line, cells in body[1:]:
         where = _where(path, line)
         if line == unclosed:
@@ -622,9 +780,27 @@ def _read_csv(text: str, path: Path, fmt: str) -> tuple[list[RawEntry], list[Row
                 )
             )
             continue
-        mapped = mapper(_Row(index, cells))
-        _finish(mapped, where, entries, problems, "Birthday")
-    return entries, problems
+        row = _Row(index, cells)
+        mapped = mapper(row)
+        mapped.last_seen = row.first(*LAST_SEEN_COLUMNS)
+        mapped_rows.append((where, mapped))
+    # Numeric dates are written in the exporting machine's order: settle it for the
+    # whole file first, from the rows that can only be read one way.
+    order = detect_date_order(
+        ((w, raw) for w, m in mapped_rows for raw in (m.birthday, m.last_seen) if raw),
+        date_order,
+    )
+    for where, mapped in mapped_rows:
+        _finish(mapped, where, entries, problems, "Birthday", order=order)
+    problems.sort(key=lambda p: int(p.where.rsplit(":", 1)[1]))  # file order
+    return Export(
+        entries,
+        problems,
+        _KIND_NAMES[kind],
+        rows=len(body) - 1,
+        dates=order,
+        has_last_seen=any(h in index for h in LAST_SEEN_COLUMNS),
+    )
 
 
 def _not_format(path: Path, what: str, expected: str) -> ConfigError:
@@ -641,6 +817,7 @@ def _finish(
     problems: list[RowProblem],
     birthday_label: str,
     what: str = "row",
+    order: DateOrder = DateOrder(),
 ) -> None:
     messages = list(mapped.problems)
     if not mapped.fields.get("name") and not mapped.fields.get("email"):
@@ -655,14 +832,25 @@ def _finish(
                 "or delete the card",
             )
     try:
-        bday = _parse_birthday(mapped.birthday, birthday_label)
+        bday = _parse_date(mapped.birthday, birthday_label, order)
     except _BadValue as e:
         messages.append(str(e))
     else:
         if bday is not None:
             mapped.fields["birthday"] = bday
+    if mapped.last_seen:
+        # Checked only where seen_within uses it (the roster decides): a bad value in
+        # a column nobody asked for must not stop the load.
+        try:
+            seen = _parse_date(mapped.last_seen, "last modified/contact date", order)
+        except _BadValue as e:
+            mapped.fields["last_seen_error"] = str(e)
+        else:
+            if seen is not None:
+                mapped.fields["last_seen"] = seen
     if messages:
-        problems.extend(RowProblem(where, m) for m in messages)
+        categories = tuple(mapped.fields.get("categories") or ())
+        problems.extend(RowProblem(where, m, categories) for m in messages)
     else:
         entries.append(RawEntry(mapped.fields, where))
 
@@ -835,6 +1023,7 @@ def _card_fields(props: list[_Prop]) -> _Mapped:
                 categories.append(c)
     out.put("categories", categories)
 
+    out.last_seen = next((t for p in by.get("REV", []) if (t := _text(p.value))), "")
     bdays = by.get("BDAY", [])
     if bdays:
         p = bdays[0]
@@ -846,7 +1035,7 @@ def _card_fields(props: list[_Prop]) -> _Mapped:
     return out
 
 
-def _read_vcard(text: str, path: Path) -> tuple[list[RawEntry], list[RowProblem]]:
+def _read_vcard(text: str, path: Path) -> Export:
     entries: list[RawEntry] = []
     problems: list[RowProblem] = []
     start: int | None = None  # line of the open card's BEGIN:VCARD
@@ -897,4 +1086,5 @@ def _read_vcard(text: str, path: Path) -> tuple[list[RawEntry], list[RowProblem]
             f"{path}: no BEGIN:VCARD found, so this is not a vCard file; "
             "export the contacts as vCard (.vcf) or choose another format"
         )
-    return entries, problems
+    cards = len(entries) + len({p.where for p in problems})
+    return Export(entries, problems, "vcard", cards, DateOrder(), has_last_seen="REV" in text)

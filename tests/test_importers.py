@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kit_sync.errors import ConfigError
-from kit_sync.importers import RawEntry, RowProblem, read_roster_file
+from kit_sync.importers import RawEntry, RowProblem, read_export, read_roster_file
 
 DATA = Path(__file__).parent / "data" / "roster"
 
@@ -44,7 +44,9 @@ def outlook_row(**cells: str) -> str:
 
 def test_outlook_export_full_classic_header() -> None:
     path = DATA / "outlook.csv"
-    entries, problems = read_roster_file(path)
+    # Ann's "4/12/1985" reads both ways and no row of the file settles it: the
+    # include says the export came from a US machine.
+    entries, problems = read_roster_file(path, date_order="mdy")
 
     assert [e.where for e in entries] == [f"{path}:2", f"{path}:5", f"{path}:6"]
     ann, jurgen, orders = (e.fields for e in entries)
@@ -106,7 +108,7 @@ def test_outlook_birthdays_and_exchange_addresses(tmp_path: Path) -> None:
         outlook_row(**{"First Name": "A", "Birthday": "1/0/00"}),
         outlook_row(**{"First Name": "B", "Birthday": "12/31/1970"}),
         outlook_row(**{"First Name": "C", "Birthday": "31.12.1970"}),
-        outlook_row(**{"First Name": "D", "Birthday": "31/12/1970"}),
+        outlook_row(**{"First Name": "D", "Birthday": "31/13/1970"}),
         outlook_row(**{"First Name": "E", "Birthday": "4/12/85"}),
         outlook_row(
             **{
@@ -133,8 +135,8 @@ def test_outlook_birthdays_and_exchange_addresses(tmp_path: Path) -> None:
         },
     }
     assert [p.where for p in problems] == [f"{path}:5", f"{path}:6"]
-    assert problems[0].message.startswith("Birthday '31/12/1970' is not a real calendar date;")
-    assert "4/12/1985" in problems[0].message  # says how to write it
+    assert problems[0].message.startswith("Birthday '31/13/1970' is not a real calendar date;")
+    assert "1985-04-12" in problems[0].message  # says how to write it
     assert problems[1].message.startswith("Birthday '4/12/85' has a two-digit year")
 
 
@@ -199,7 +201,8 @@ def test_google_new_format_with_bom() -> None:
         (
             f"{path}:8",
             "Birthday '1964-02-30' is not a real calendar date; write it as yyyy-mm-dd "
-            "(e.g. 1985-04-12) or m/d/yyyy (e.g. 4/12/1985), or clear it",
+            "(e.g. 1985-04-12) or in the file's own order (14/03/1985 or 3/14/1985), "
+            "or clear it",
         )
     ]
 
@@ -224,7 +227,7 @@ def test_google_new_export_with_only_some_columns(tmp_path: Path) -> None:
 
 def test_generic_csv() -> None:
     path = DATA / "generic.csv"
-    entries, problems = read_roster_file(path)
+    entries, problems = read_roster_file(path, date_order="mdy")  # Bob's 4/1/1990
 
     assert by_where(entries) == {
         f"{path}:2": {
@@ -293,7 +296,12 @@ def test_generic_csv_first_and_last_name_columns(tmp_path: Path) -> None:
     [
         ("1985-04-12", date(1985, 4, 12)),
         ("19850412", date(1985, 4, 12)),
-        ("4/12/1985", date(1985, 4, 12)),
+        ("4/12/1985", None),  # ambiguous: see test_dates_*
+        ("4/14/1985", date(1985, 4, 14)),
+        ("14/4/1985", date(1985, 4, 14)),
+        ("14-04-1985", date(1985, 4, 14)),
+        ("3/3/1985", date(1985, 3, 3)),
+        ("3/14/1985 0:00:00", date(1985, 3, 14)),
         ("12.4.1985", date(1985, 4, 12)),
         ("--04-12", None),
         ("0/0/00", None),
@@ -301,6 +309,12 @@ def test_generic_csv_first_and_last_name_columns(tmp_path: Path) -> None:
 )
 def test_birthday_forms(tmp_path: Path, cell: str, expected: date | None) -> None:
     path = write(tmp_path, "b.csv", f"name,birthday\nAnn,{cell}\n")
+    if cell == "4/12/1985":
+        entries, problems = read_roster_file(path)
+        assert entries == [] and "could be 4 December or 12 April" in problems[0].message
+        entries, problems = read_roster_file(path, date_order="dmy")
+        assert entries[0].fields["birthday"] == date(1985, 12, 4)
+        return
     entries, problems = read_roster_file(path)
     assert problems == []
     assert entries[0].fields.get("birthday") == expected
@@ -571,3 +585,97 @@ def test_utf16_without_bom_is_a_config_error(tmp_path: Path) -> None:
     path = write(tmp_path, "u.csv", "name\nAnn\n", encoding="utf-16-le")
     with pytest.raises(ConfigError, match="contains NUL bytes"):
         read_roster_file(path)
+
+
+# --------------------------------------------------------------------------- date order
+
+
+def test_dates_uk_export_is_read_day_first(tmp_path: Path) -> None:
+    rows = [
+        outlook_row(**{"First Name": "Ann", "Birthday": "03/04/1985"}),
+        outlook_row(**{"First Name": "Bo", "Birthday": "14/03/1985"}),
+        outlook_row(**{"First Name": "Cy", "Birthday": "0/0/00"}),
+        outlook_row(**{"First Name": "Di", "Birthday": ""}),
+    ]
+    path = write(tmp_path, "uk.csv", "\r\n".join([OUTLOOK_HEADER, *rows]) + "\r\n", "cp1252")
+    export = read_export(path)
+    assert export.problems == []
+    assert [e.fields.get("birthday") for e in export.entries] == [
+        date(1985, 4, 3),  # settled by Bo's row: the whole file is day first
+        date(1985, 3, 14),
+        None,  # Outlook's "no birthday"
+        None,
+    ]
+    assert (export.kind, export.rows, export.dates.order) == ("outlook-csv", 4, "dmy")
+    assert export.dates.describe() == "day first (dmy, detected from line 3: 14/03/1985)"
+
+
+def test_dates_us_export_is_read_month_first(tmp_path: Path) -> None:
+    rows = [
+        outlook_row(**{"First Name": "Ann", "Birthday": "3/4/1985"}),
+        outlook_row(**{"First Name": "Bo", "Birthday": "3/14/1985"}),
+    ]
+    path = write(tmp_path, "us.csv", "\n".join([OUTLOOK_HEADER, *rows]) + "\n")
+    export = read_export(path)
+    assert [e.fields["birthday"] for e in export.entries] == [date(1985, 3, 4), date(1985, 3, 14)]
+    assert export.dates.order == "mdy"
+
+
+def test_dates_ambiguous_file_without_date_order_is_an_error(tmp_path: Path) -> None:
+    rows = [outlook_row(**{"First Name": "Ann", "Birthday": "03/04/1985", "Categories": "Net"})]
+    path = write(tmp_path, "amb.csv", "\n".join([OUTLOOK_HEADER, *rows]) + "\n")
+    export = read_export(path)
+    assert export.entries == []
+    ((problem,),) = [export.problems]
+    assert problem.where == f"{path}:2"
+    assert problem.categories == ("Net",)  # so a filter that excludes the row drops it
+    assert problem.message == (
+        "Birthday '03/04/1985' could be 3 April or 4 March, and no date in this file has a "
+        "day over 12 to tell the order; set date_order: dmy (day first, as UK/European "
+        "exports write) or date_order: mdy (month first, US) on this include"
+    )
+    assert read_export(path, date_order="dmy").entries[0].fields["birthday"] == date(1985, 4, 3)
+    assert read_export(path, date_order="mdy").entries[0].fields["birthday"] == date(1985, 3, 4)
+
+
+def test_dates_that_contradict_the_setting_are_row_problems(tmp_path: Path) -> None:
+    path = write(tmp_path, "p.csv", "name,birthday\nAnn,14/03/1985\nBo,1985-03-14\n")
+    export = read_export(path, date_order="mdy")
+    assert [e.fields["name"] for e in export.entries] == ["Bo"]
+    assert export.problems[0].message == (
+        "Birthday '14/03/1985' is not a date in month first order (mdy, date_order: mdy "
+        "in the config); fix the date or the order"
+    )
+    with pytest.raises(ConfigError, match="date_order 'ymd' is not one of dmy, mdy"):
+        read_export(path, date_order="ymd")
+
+
+def test_dates_a_file_writing_both_orders_reads_only_unambiguous_dates(tmp_path: Path) -> None:
+    path = write(tmp_path, "p.csv", "name,birthday\nA,14/03/1985\nB,3/14/1985\nC,3/4/1985\n")
+    export = read_export(path)
+    assert [e.fields["birthday"] for e in export.entries] == [date(1985, 3, 14)] * 2
+    assert export.problems[0].where == f"{path}:4"
+    assert "this file writes dates both day first (line 2: 14/03/1985) and month first " in (
+        export.problems[0].message
+    )
+
+
+def test_last_seen_columns_and_vcard_rev(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "p.csv",
+        "name,last contact\nAnn,14/03/2025\nBo,\nCy,someday\n",
+    )
+    export = read_export(path)
+    assert export.has_last_seen and export.problems == []  # checked only where it is used
+    ann, bo, cy = (e.fields for e in export.entries)
+    assert ann["last_seen"] == date(2025, 3, 14) and "last_seen" not in bo
+    assert "is not a date kit-sync can read" in cy["last_seen_error"]
+    card = write(
+        tmp_path,
+        "c.vcf",
+        "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Di\r\nREV:20240105T101010Z\r\nEND:VCARD\r\n",
+    )
+    vcard = read_export(card)
+    assert (vcard.kind, vcard.rows, vcard.has_last_seen) == ("vcard", 1, True)
+    assert vcard.entries[0].fields["last_seen"] == date(2024, 1, 5)

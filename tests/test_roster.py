@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import textwrap
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -102,7 +103,7 @@ def test_includes_load_with_default_tier(tmp_path: Path, name: str) -> None:
     r = roster(
         tmp_path,
         "  A: {every: 2 weeks}\n  B: {every: 1 month}\n  C: {every: 2 months}\n"
-        f"include:\n  - {{path: {name}, tier: wide}}\n",
+        f"include:\n  - {{path: {name}, tier: wide, date_order: mdy}}\n",
         skip_bad_rows=True,
     )
     assert len(r.contacts) >= 2
@@ -118,9 +119,7 @@ def test_includes_load_with_default_tier(tmp_path: Path, name: str) -> None:
 
 def test_merge_inline_wins_and_fills_from_files(tmp_path: Path) -> None:
     (tmp_path / "people.csv").write_text(
-        "name,email,phone,city,notes\n"
-        "Ann From CSV,ann@x.org,+1 555,Lisbon,csv notes\n"
-        "Cy,cy@x.org,,,\n"
+        "name,email,phone,city,notes\nANN LEE,ann@x.org,+1 555,Lisbon,csv notes\nCy,cy@x.org,,,\n"
     )
     r = roster(
         tmp_path,
@@ -180,3 +179,268 @@ def test_skip_bad_rows(tmp_path: Path) -> None:
     r = roster(tmp_path, "include:\n  - {path: people.csv, tier: wide}\n", skip_bad_rows=True)
     assert [c.name for c in r.contacts] == ["Ann"]
     assert r.warnings and r.warnings[0].startswith("skipped people.csv:4")
+
+
+# --------------------------------------------------------------------------- identity
+
+OUTLOOK_COLUMNS = (
+    "Title,First Name,Middle Name,Last Name,Company,Birthday,Categories,"
+    "E-mail Address,E-mail Type,E-mail 2 Address,E-mail 2 Type,Notes"
+)
+
+
+def outlook(tmp_path: Path, rows: list[dict[str, str]], name: str = "outlook.csv") -> None:
+    """An Outlook export (Windows-1252, CRLF, every cell quoted as Outlook writes it)."""
+    cols = OUTLOOK_COLUMNS.split(",")
+    lines = [",".join(f'"{c}"' for c in cols)]
+    lines += [",".join(f'"{row.get(c, "")}"' for c in cols) for row in rows]
+    (tmp_path / name).write_bytes(("\r\n".join(lines) + "\r\n").encode("cp1252"))
+
+
+def person(first: str, last: str, email: str = "", email2: str = "", **more: str) -> dict[str, str]:
+    return {
+        "First Name": first,
+        "Last Name": last,
+        "E-mail Address": email,
+        "E-mail Type": "SMTP" if email else "",
+        "E-mail 2 Address": email2,
+        "E-mail 2 Type": "SMTP" if email2 else "",
+        **more,
+    }
+
+
+def test_a_shared_secondary_address_never_merges_people(tmp_path: Path) -> None:
+    outlook(
+        tmp_path,
+        [
+            person("Anna", "Berg", "anna@berg.example", "family@berg.example"),
+            person("Lars", "Berg", "lars@berg.example", "family@berg.example"),
+        ],
+    )
+    r = roster(tmp_path, "include:\n  - {path: outlook.csv, tier: wide}\n")
+    assert [(c.id, c.name, c.emails) for c in r.contacts] == [
+        ("anna-berg-example", "Anna Berg", ("anna@berg.example", "family@berg.example")),
+        ("lars-berg-example", "Lars Berg", ("lars@berg.example", "family@berg.example")),
+    ]
+    (report,) = r.reports
+    assert (report.rows, report.kept, report.duplicates, report.warnings) == (2, 2, [], [])
+
+
+def test_same_primary_email_and_folded_name_is_one_person(tmp_path: Path) -> None:
+    outlook(
+        tmp_path,
+        [
+            person("José", "Núñez", "jose@nunez.example", Notes="first"),
+            person("Ann", "Lee", "ann@lee.example"),
+            person("JOSE", "NUNEZ", "Jose@Nunez.example", "jn@home.example", Company="Acme"),
+            person("", "", "ann@lee.example"),  # no name: the address decides
+        ],
+    )
+    r = roster(tmp_path, "include:\n  - {path: outlook.csv, tier: wide}\n")
+    jose, ann = r.contacts
+    assert (jose.name, jose.notes, jose.company) == ("José Núñez", "first", "Acme")
+    assert jose.emails == ("jose@nunez.example", "jn@home.example")
+    assert ann.name == "Ann Lee"
+    (report,) = r.reports
+    assert [m.describe() for m in report.duplicates] == [
+        "outlook.csv:4 JOSE NUNEZ -> outlook.csv:2 José Núñez "
+        "(id jose-nunez-example; same primary email Jose@Nunez.example)",
+        "outlook.csv:5 ann@lee.example -> outlook.csv:3 Ann Lee "
+        "(id ann-lee-example; same primary email ann@lee.example)",
+    ]
+    assert (report.rows, report.kept, len(report.duplicates)) == (4, 2, 2)
+
+
+def test_imported_rows_sharing_a_primary_email_with_other_names_are_both_kept(
+    tmp_path: Path,
+) -> None:
+    outlook(
+        tmp_path,
+        [
+            person("Ngozi", "Okafor", "family@okafor.example"),
+            person("Emeka", "Okafor", "family@okafor.example"),
+        ],
+    )
+    r = roster(tmp_path, "include:\n  - {path: outlook.csv, tier: wide}\n")
+    assert [(c.id, c.name) for c in r.contacts] == [
+        ("family-okafor-example", "Ngozi Okafor"),
+        ("family-okafor-example-emeka-okafor", "Emeka Okafor"),
+    ]
+    (report,) = r.reports
+    assert report.warnings == [
+        "outlook.csv:3 Emeka Okafor and outlook.csv:2 Ngozi Okafor are different people; "
+        "they share the primary email family@okafor.example but not the name ('Ngozi "
+        "Okafor', 'Emeka Okafor'): kept both, as 'family-okafor-example' and "
+        "'family-okafor-example-emeka-okafor' (to pin these ids, add inline entries with "
+        "an id and the same email)"
+    ]
+    assert r.warnings == report.warnings  # logged by sync and run too
+
+
+def test_two_inline_entries_with_one_email_and_different_names_fail(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        roster(
+            tmp_path,
+            """\
+            contacts:
+              - {name: Tom Becker, email: tom@becker.example, tier: inner}
+              - {name: Tom B. work, email: TOM@becker.example, tier: wide}
+            """,
+        )
+    assert err.value.problems == [
+        "config.yaml:8 id: two contacts have the id 'tom-becker-example' (the other is at "
+        "config.yaml:7); they share the primary email TOM@becker.example but not the name "
+        "('Tom Becker', 'Tom B. work'); give one of them its own id"
+    ]
+
+
+def test_one_person_written_twice_inline_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        roster(
+            tmp_path,
+            """\
+            contacts:
+              - {name: Zoë Brandt, email: zoe@b.example, tier: inner}
+              - {name: zoe brandt, email: [Zoe@B.example, z@home.example], tier: wide}
+            """,
+        )
+    assert err.value.problems == [
+        "config.yaml:8: zoe brandt is written twice (also at config.yaml:7, same primary "
+        "email Zoe@B.example); keep one of the two entries"
+    ]
+
+
+def test_inline_entries_absorb_rows_by_id_or_primary_email(tmp_path: Path) -> None:
+    (tmp_path / "people.csv").write_text(
+        "id,name,email,phone\n"
+        "ann,Ann Lee,ann@x.org,+1 1\n"  # same explicit id (the name may differ)
+        "bo2,Bo Chen,bo@x.org,+1 2\n"  # a different explicit id: another person
+        ",Cy Diaz,cy@x.org,+1 3\n"  # primary email and name
+        ",Di Ek,di@x.org,+1 4\n"  # primary email, but another name: another person
+        ",Ed Fox,ed@home.org,+1 5\n"  # Ed's *secondary* address: another person
+    )
+    r = roster(
+        tmp_path,
+        """\
+        contacts:
+          - {id: ann, name: Ann L, tier: inner}
+          - {id: bo, name: Bo Chen, email: bo@x.org, tier: inner}
+          - {name: Cy Diaz, email: cy@x.org, tier: inner}
+          - {name: Dina Ek, email: di@x.org, tier: inner}
+          - {name: Ed Fox, email: [ed@work.org, ed@home.org], tier: inner}
+        include:
+          - {path: people.csv, tier: wide}
+        """,
+    )
+    by_id = {c.id: c for c in r.contacts}
+    assert by_id["ann"].phone == "+1 1" and by_id["ann"].name == "Ann L"
+    assert by_id["cy-x-org"].phone == "+1 3"
+    assert by_id["bo"].phone is None and by_id["bo2"].phone == "+1 2"
+    assert by_id["di-x-org-di-ek"].name == "Di Ek" and by_id["di-x-org"].name == "Dina Ek"
+    assert by_id["ed-home-org"].name == "Ed Fox"
+    (report,) = r.reports
+    assert [(m.row, m.into, m.into_id, m.why) for m in report.merged] == [
+        ("people.csv:2", "config.yaml:7", "ann", "same id 'ann'"),
+        ("people.csv:4", "config.yaml:9", "cy-x-org", "same primary email cy@x.org"),
+    ]
+    assert report.kept == 3
+    assert len(report.warnings) == 3  # Di's id, Bo Chen and Ed Fox written twice
+    assert any("people.csv:6 Ed Fox has the same name as config.yaml:11" in w for w in r.warnings)
+
+
+# --------------------------------------------------------------------------- filters
+
+
+def test_a_category_matching_no_row_is_an_error_listing_the_real_ones(tmp_path: Path) -> None:
+    outlook(
+        tmp_path,
+        [
+            person("Ann", "Lee", "ann@x.org", Categories="Network;VIP"),
+            person("Bo", "Chen", "bo@x.org", Categories="Family"),
+        ],
+    )
+    with pytest.raises(ConfigError) as err:
+        roster(
+            tmp_path,
+            "include:\n  - path: outlook.csv\n    tier: wide\n"
+            "    only: {categories: [VIP, Netwrok]}\n",
+        )
+    assert err.value.problems == [
+        "config.yaml:9 include[0].only.categories: 'Netwrok' matches no row of outlook.csv; "
+        "did you mean 'Network'? (the file's categories: Family, Network, VIP)"
+    ]
+
+
+def test_rows_excluded_by_a_filter_are_not_validated(tmp_path: Path) -> None:
+    outlook(
+        tmp_path,
+        [
+            person("Ann", "Lee", "ann@x.org", Categories="Network", Birthday="14/03/1985"),
+            person("Bo", "Chen", "bo-at-x.org", Categories="Family", Birthday="31/02/1980"),
+            person("", "", "", Company="Ghost Inc", Categories="Vendors"),
+        ],
+    )
+    body = "include:\n  - {path: outlook.csv, tier: wide, only: {categories: [network]}}\n"
+    r = roster(tmp_path, body)
+    assert [(c.name, c.birthday) for c in r.contacts] == [("Ann Lee", date(1985, 3, 14))]
+    (report,) = r.reports
+    assert (report.rows, report.kept, report.filtered_out, report.skipped) == (3, 1, 2, [])
+    assert report.dates == "day first (dmy, detected from line 2: 14/03/1985)"
+    with pytest.raises(ConfigError) as err:  # without the filter, Bo's row is checked
+        roster(tmp_path, "include:\n  - {path: outlook.csv, tier: wide}\n")
+    assert [p.split(" ", 1)[0] for p in err.value.problems] == ["outlook.csv:3:", "outlook.csv:4:"]
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "tiers:\n  close: {every: 2}\ncontacts:\n  - {name: Ann, tier: close}\n",
+        "contacts:\n  - {name: Ann, every: 2}\n",
+        "include:\n  - {path: p.csv, every: 2}\n",
+    ],
+)
+def test_every_without_a_unit_fails(tmp_path: Path, where: str) -> None:
+    (tmp_path / "p.csv").write_text("name\nAnn\n")
+    (tmp_path / "config.yaml").write_text("timezone: UTC\n" + where)
+    with pytest.raises(ConfigError) as err:
+        config, located = load_config(tmp_path / "config.yaml")
+        load_roster(config, located)
+    assert len(err.value.problems) == 1
+    assert '\'2\' has no unit; write it with one, like "2 weeks" or "2 months"' in str(err.value)
+
+
+def test_every_without_a_unit_in_a_csv_row_fails(tmp_path: Path) -> None:
+    (tmp_path / "p.csv").write_text("name,every\nAnn,2\n")
+    with pytest.raises(ConfigError, match=r"p\.csv:2 every: '2' has no unit"):
+        roster(tmp_path, "include:\n  - {path: p.csv}\n")
+
+
+# --------------------------------------------------------------------------- dates
+
+
+@pytest.mark.parametrize(
+    ("cell", "setting", "expected"),
+    [
+        ("14/03/1985", "", date(1985, 3, 14)),  # UK export
+        ("3/14/1985", "", date(1985, 3, 14)),  # US export
+        ("03/04/1985", ", date_order: dmy", date(1985, 4, 3)),
+        ("03/04/1985", ", date_order: mdy", date(1985, 3, 4)),
+        ("0/0/00", "", None),  # Outlook's "no birthday"
+        ("", "", None),
+    ],
+)
+def test_export_birthdays(tmp_path: Path, cell: str, setting: str, expected: date | None) -> None:
+    outlook(tmp_path, [person("Ann", "Lee", "ann@x.org", Birthday=cell)])
+    r = roster(tmp_path, f"include:\n  - {{path: outlook.csv, tier: wide{setting}}}\n")
+    assert r.contacts[0].birthday == expected
+
+
+def test_an_ambiguous_export_without_date_order_is_an_error(tmp_path: Path) -> None:
+    outlook(tmp_path, [person("Ann", "Lee", "ann@x.org", Birthday="03/04/1985")])
+    with pytest.raises(ConfigError) as err:
+        roster(tmp_path, "include:\n  - {path: outlook.csv, tier: wide}\n")
+    (problem,) = err.value.problems
+    assert problem.startswith(
+        "outlook.csv:2: Birthday '03/04/1985' could be 3 April or 4 March, and no date in "
+        "this file has a day over 12 to tell the order; set date_order: dmy"
+    )
