@@ -3,34 +3,50 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from kit_sync.backends import open_backend
 from kit_sync.backends.base import Backend
-from kit_sync.clock import zone_of
+from kit_sync.cadence import today
+from kit_sync.clock import utcnow, zone_of
 from kit_sync.config import Config, load_config
 from kit_sync.engine import Engine
-from kit_sync.roster import Roster, load_roster
+from kit_sync.roster import LoadedRoster, load_roster
 from kit_sync.schedule import capacity_warning
-from kit_sync.state import State
+from kit_sync.state import State, read_last_touches
 
 
 @dataclass
 class Loaded:
     config: Config
-    roster: Roster
+    roster: LoadedRoster
     tz: ZoneInfo
 
 
-def load(path: Path, *, skip_bad_rows: bool = False) -> Loaded:
+def load(path: Path, *, skip_bad_rows: bool = False, now: datetime | None = None) -> Loaded:
     """Config and roster, validated. Raises ConfigError; touches nothing."""
     config, located = load_config(path)
-    roster = load_roster(config, located, skip_bad_rows=skip_bad_rows)
+    tz = zone_of(config.timezone)
+    journal, today_ = roster_context(config, tz, now)
+    roster = load_roster(
+        config, located, skip_bad_rows=skip_bad_rows, journal=journal, today=today_
+    )
     too_many = capacity_warning((c.every for c in roster.active), config.schedule.policy)
     if too_many:
         roster.warnings.append(too_many)  # shown by check, status and every command
-    return Loaded(config, roster, zone_of(config.timezone))
+    return Loaded(config, roster, tz)
+
+
+def roster_context(
+    config: Config, tz: ZoneInfo, now: datetime | None = None
+) -> tuple[dict[str, date], date]:
+    """The touch journal and the user's today, which `only: {seen_within}` needs
+    (the journal is read only when some include uses it)."""
+    pruning = any(inc.only and inc.only.seen_within for inc in config.include)
+    journal = read_last_touches(config.state_path()) if pruning else {}
+    return journal, today(now or utcnow(), tz)
 
 
 def open_engine(loaded: Loaded) -> Engine:

@@ -353,3 +353,25 @@ class State:
             self.db.execute("DELETE FROM tokens WHERE key = ?", (key,))
         else:
             self.db.execute("INSERT OR REPLACE INTO tokens VALUES (?, ?)", (key, value))
+
+
+def read_last_touches(path: Path) -> dict[str, date]:
+    """Each contact's last touch day, read without creating or changing the state
+    file (roster pruning by `seen_within` runs in `check` too); {} when there is no
+    state file yet."""
+    if not path.is_file():
+        return {}
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error as exc:
+        raise StateError(f"cannot read the touch journal in {path}: {exc}") from None
+    try:
+        rows = db.execute("SELECT contact_id, MAX(day) FROM touches GROUP BY contact_id").fetchall()
+    except sqlite3.Error as exc:
+        raise StateError(
+            f"cannot read the touch journal in {path} ({exc}); seen_within needs it: "
+            "run `kit-sync sync` once, or check the file"
+        ) from None
+    finally:
+        db.close()
+    return {str(cid): date.fromisoformat(day) for cid, day in rows}

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import shutil
 import textwrap
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 
+from kit_sync.app import load
 from kit_sync.cadence import Interval
 from kit_sync.config import Channel, load_config
 from kit_sync.errors import ConfigError
+from kit_sync.model import Touch
 from kit_sync.roster import Roster, load_roster
+from kit_sync.state import State
 
 DATA = Path(__file__).parent / "data" / "roster"
 
@@ -444,3 +447,95 @@ def test_an_ambiguous_export_without_date_order_is_an_error(tmp_path: Path) -> N
         "outlook.csv:2: Birthday '03/04/1985' could be 3 April or 4 March, and no date in "
         "this file has a day over 12 to tell the order; set date_order: dmy"
     )
+
+
+# --------------------------------------------------------------------------- seen_within
+
+NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
+
+
+def test_seen_within_keeps_people_touched_in_the_window(tmp_path: Path) -> None:
+    outlook(
+        tmp_path,
+        [
+            person("Ann", "Lee", "ann@x.org", Categories="Network"),  # touched last year
+            person("Bo", "Chen", "bo@x.org", Categories="Network"),  # touched 3 years ago
+            person("Cy", "Diaz", "cy@x.org", Categories="Network"),  # never
+            person("Di", "Ek", "di@x.org", Categories="Network"),  # inline: always kept
+            person("Di", "Ek", "di@x.org", Categories="Network"),
+        ],
+    )
+    (tmp_path / "config.yaml").write_text(
+        HEAD + "state: state.sqlite\ncontacts:\n  - {name: Di Ek, email: di@x.org, tier: inner}\n"
+        "include:\n  - path: outlook.csv\n    tier: wide\n"
+        "    only: {categories: [Network], seen_within: 2 years}\n"
+    )
+    state = State(tmp_path / "state.sqlite")
+    for cid, day in [
+        ("ann-x-org", date(2025, 7, 1)),
+        ("bo-x-org", date(2023, 6, 1)),
+        ("di-x-org", date(2020, 1, 1)),
+    ]:
+        state.add_touch(Touch(cid, day, "cli", State.new_touch_id()))
+    state.close()
+    before = (tmp_path / "state.sqlite").read_bytes()
+
+    loaded = load(tmp_path / "config.yaml", now=NOW)
+
+    assert [c.id for c in loaded.roster.contacts] == ["di-x-org", "ann-x-org"]
+    (report,) = loaded.roster.reports
+    assert (report.rows, report.kept, report.pruned, len(report.merged)) == (5, 1, 2, 2)
+    assert report.filter == "categories Network; seen within 2 years"
+    assert "2 pruned (not seen recently)" in report.summary()
+    assert (tmp_path / "state.sqlite").read_bytes() == before  # read only
+    # The window is counted back from the clock the code takes.
+    later = load(tmp_path / "config.yaml", now=datetime(2027, 7, 2, tzinfo=UTC))
+    assert [c.id for c in later.roster.contacts] == ["di-x-org"]
+
+
+def test_seen_within_uses_a_last_contact_column(tmp_path: Path) -> None:
+    (tmp_path / "people.csv").write_text(
+        "name,email,last contact\n"
+        "Ann Lee,ann@x.org,2025-01-01\n"
+        "Bo Chen,bo@x.org,14/03/2020\n"
+        "Cy Diaz,cy@x.org,\n"
+    )
+    (tmp_path / "config.yaml").write_text(
+        HEAD + "include:\n  - {path: people.csv, tier: wide, only: {seen_within: 2 years}}\n"
+    )
+    config, located = load_config(tmp_path / "config.yaml")
+    r = load_roster(config, located, today=date(2026, 6, 15))
+    assert [c.name for c in r.contacts] == ["Ann Lee"]
+    assert r.reports[0].pruned == 2
+    # The journal counts as well as the column.
+    r = load_roster(
+        config, located, today=date(2026, 6, 15), journal={"cy-x-org": date(2026, 1, 1)}
+    )
+    assert [c.name for c in r.contacts] == ["Ann Lee", "Cy Diaz"]
+
+
+def test_seen_within_with_nothing_to_go_by_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "people.csv").write_text("name,email\nAnn Lee,ann@x.org\n")
+    (tmp_path / "config.yaml").write_text(
+        HEAD + "include:\n  - {path: people.csv, tier: wide, only: {seen_within: 2 years}}\n"
+    )
+    config, located = load_config(tmp_path / "config.yaml")
+    with pytest.raises(ConfigError) as err:
+        load_roster(config, located, today=date(2026, 6, 15))
+    assert err.value.problems[0] == (
+        "config.yaml:7 include[0].only.seen_within: nobody in people.csv can count as seen "
+        "within 2 years: the touch journal has no touches yet and the file has no "
+        "last-modified or last-contact dates; remove seen_within until kit-sync has "
+        "recorded touches, or export a file with such a column"
+    )
+
+
+def test_seen_within_checks_the_date_column_only_where_it_is_used(tmp_path: Path) -> None:
+    (tmp_path / "people.csv").write_text("name,email,modified\nAnn Lee,ann@x.org,soon\n")
+    assert [
+        c.name for c in roster(tmp_path, "include:\n  - {path: people.csv, tier: wide}\n").contacts
+    ] == ["Ann Lee"]
+    with pytest.raises(ConfigError, match=r"people\.csv:2: last modified/contact date 'soon'"):
+        roster(
+            tmp_path, "include:\n  - {path: people.csv, tier: wide, only: {seen_within: 1 year}}\n"
+        )
