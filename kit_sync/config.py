@@ -572,6 +572,127 @@ class HealthOptions(Strict):
         return value
 
 
+# --- the rhythm: agenda and digest -------------------------------------------------
+
+AGENDA_MINUTES = {
+    Channel.EMAIL: 5,
+    Channel.MESSAGE: 3,
+    Channel.CALL: 15,
+    Channel.ANY: 5,
+    Channel.LUNCH: 5,
+    Channel.COFFEE: 5,
+}
+
+
+class AgendaOptions(Strict):
+    minutes: dict[Channel, int] = {}
+    """Minutes one contact takes, per channel; defaults: email 5, message 3, call 15,
+    any 5 (lunch/coffee: the minutes to propose a date)."""
+    meetings: list[Channel] = [Channel.LUNCH, Channel.COFFEE]
+    """Channels that need a meeting: listed apart as "to schedule", not in the budget."""
+    within: int = Field(7, ge=0, le=365)
+    """Also consider people due within this many days (besides the overdue ones)."""
+
+    @field_validator("minutes")
+    @classmethod
+    def _positive(cls, value: dict[Channel, int]) -> dict[Channel, int]:
+        for channel, minutes in value.items():
+            if minutes < 1:
+                raise ValueError(f"minutes for {channel.value} must be at least 1")
+        return value
+
+    def minutes_for(self, channel: Channel) -> int:
+        return self.minutes.get(channel, AGENDA_MINUTES[channel])
+
+
+def _digest_every(value: Any) -> str:
+    from kit_sync.schedule import parse_weekday
+
+    text = " ".join(str(value).strip().lower().split())
+    m = re.fullmatch(r"(\w+)\s+([01]?\d|2[0-3]):([0-5]\d)", text)
+    problem = (
+        f"'{value}' is not a time of the week; write it like \"monday 08:00\", "
+        '"friday 17:30" or "daily 07:00"'
+    )
+    if not m:
+        raise ValueError(problem)
+    day = m.group(1)
+    if day != "daily":
+        try:
+            parse_weekday(day)
+        except ValueError:
+            raise ValueError(problem) from None
+    return f"{day} {int(m.group(2)):02d}:{m.group(3)}"
+
+
+class SmtpOptions(Strict):
+    host: str
+    """SMTP server name, like smtp.example.com."""
+    port: int | None = Field(None, ge=1, le=65535)
+    """Default: 465 with ssl, 587 with starttls, 25 with none."""
+    security: Literal["ssl", "starttls", "none"] = "starttls"
+    """ssl (implicit TLS), starttls, or none (only to a server on this machine)."""
+    username: str | None = None
+    password: SecretField | None = None
+    """A string, {env: NAME}, {file: PATH} or {command: [...]}."""
+    verify: bool = True
+    """Check the server's TLS certificate."""
+    timeout: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _safe(self) -> SmtpOptions:
+        local = self.host in ("localhost", "127.0.0.1", "::1")
+        if self.security == "none" and self.password is not None and not local:
+            raise ValueError(
+                "security: none would send the password in clear; use starttls or ssl "
+                "(none is for a server on this machine)"
+            )
+        if (self.username is None) != (self.password is None):
+            raise ValueError("give both username and password, or neither")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or {"ssl": 465, "starttls": 587, "none": 25}[self.security]
+
+
+class DigestOptions(Strict):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, use_attribute_docstrings=True, populate_by_name=True
+    )
+
+    every: Annotated[str, PlainValidator(_digest_every)] = "monday 08:00"
+    """When the daemon sends the digest, in the config's time zone: "monday 08:00",
+    "friday 17:30", "daily 07:00"."""
+    to: list[str] = []
+    """Who gets it (one address or a list)."""
+    sender: str | None = Field(None, alias="from")
+    """The From address; `to`'s first address when omitted."""
+    smtp: SmtpOptions | None = None
+    """The mail server; without it the digest is only printed (kit-sync digest)."""
+    weeks: int = Field(4, ge=1, le=26)
+    """How many weeks ahead the digest's load chart shows."""
+
+    @field_validator("to", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("to")
+    @classmethod
+    def _emails(cls, value: list[str]) -> list[str]:
+        for v in value:
+            if "@" not in v:
+                raise ValueError(f"'{v}' is not an email address")
+        return value
+
+    @model_validator(mode="after")
+    def _deliverable(self) -> DigestOptions:
+        if self.smtp is not None and not self.to:
+            raise ValueError("digest.smtp needs digest.to: the address to send it to")
+        return self
+
+
 class Config(Strict):
     timezone: str | None = None
     """IANA zone (Europe/Berlin); the system's zone when omitted."""
@@ -587,6 +708,9 @@ class Config(Strict):
     """SQLite state file; default: $XDG_STATE_HOME/kit-sync/<config name>.sqlite."""
     task: TaskWording = TaskWording()
     health: HealthOptions = HealthOptions()
+    agenda: AgendaOptions = AgendaOptions(within=7)
+    digest: DigestOptions | None = None
+    """The weekly review, by email when `smtp` is set (kit-sync run sends it)."""
 
     # Filled by load_config, not by the YAML.
     _source: Path = PrivateAttr(default=Path("kit-sync.yaml"))
@@ -757,6 +881,9 @@ def _known_fields(parent: Path_, data: Any) -> list[str]:
                     TaskWording,
                     Schedule,
                     Capacity,
+                    AgendaOptions,
+                    DigestOptions,
+                    SmtpOptions,
                     SyncOptions,
                     HealthOptions,
                     ExchangeOAuth,
