@@ -16,6 +16,7 @@ from kit_sync.engine import Engine
 from kit_sync.roster import LoadedRoster, load_roster
 from kit_sync.schedule import capacity_warning
 from kit_sync.state import State, read_last_touches
+from kit_sync.touches.runner import SourceRunner
 
 
 @dataclass
@@ -52,4 +53,6 @@ def roster_context(
 def open_engine(loaded: Loaded) -> Engine:
     backend: Backend = open_backend(loaded.config.backend, loaded.tz)
     state = State(loaded.config.state_path())
-    return Engine(loaded.config, loaded.roster, backend, state, loaded.tz)
+    config = loaded.config
+    sources = SourceRunner(config.touches, loaded.tz, max_backoff=config.sync.max_backoff)
+    return Engine(config, loaded.roster, backend, state, loaded.tz, sources=sources)

@@ -141,6 +141,10 @@ class Interval:
         """`day` + this interval, months clamped to the end of the month."""
         return day + relativedelta(months=self.months, days=self.days)
 
+    def before(self, day: date) -> date:
+        """`day` - this interval (a look-back start), months clamped likewise."""
+        return day - relativedelta(months=self.months, days=self.days)
+
     def approx_days(self) -> int:
         return self.days + round(self.months * 30.44)
 

@@ -110,6 +110,8 @@ def _engine() -> Any:
     try:
         yield engine
     finally:
+        if engine.sources is not None:
+            engine.sources.close()
         engine.backend.close()
         engine.state.close()
 
@@ -148,6 +150,11 @@ def sync(
     with _engine() as engine:
         if dry_run:
             result = engine.run_cycle(dry_run=True, allow_empty=allow_empty)
+            for touch in result.detected:
+                _echo(
+                    f"would record touch: {touch.contact_id} on {touch.day} "
+                    f"({touch.kind}, {touch.source})"
+                )
             for action in result.plan.actions:
                 _echo(f"would {action.describe()}")
             for touch in result.plan.touches:
@@ -155,6 +162,7 @@ def sync(
             for line in result.problems:
                 _echo(f"problem: {line}")
             _echo("dry run: " + _counts_line(result.counts) + " (nothing written)")
+            _raise_source_failures(result.source_failures)
             return
         with _progress() as progress:
             result = engine.run_cycle(allow_empty=allow_empty, progress=progress)
@@ -164,8 +172,18 @@ def sync(
         if result.failures:
             raise KitError(
                 f"{len(result.failures)} action(s) failed; they are retried at the next sync",
-                result.failures,
+                [*result.failures, *(f"touch source {x}" for x in result.source_failures)],
             )
+        _raise_source_failures(result.source_failures)
+
+
+def _raise_source_failures(lines: list[str]) -> None:
+    if lines:
+        raise KitError(
+            f"{len(lines)} touch source(s) could not be read; the tasks were synced "
+            "without them, and the next sync tries again",
+            lines,
+        )
 
 
 @contextmanager
@@ -322,6 +340,34 @@ def touch(
         _echo(f"touched {contact.name} on {day}" + (f"; next due {due}" if due else ""))
         if result.failures:
             raise KitError("some actions failed", result.failures)
+
+
+@app.command()
+def touches(
+    since: Annotated[
+        int | None,
+        typer.Option("--since", min=0, metavar="DAYS", help="Only the last DAYS days."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+) -> None:
+    """What the touch sources (sent mail, meetings) found, per contact. Changes
+    nothing; `sync` counts what is new. Exit 1 when a source cannot be read."""
+    from kit_sync.touches.report import detected_touches, format_text
+
+    with _engine() as engine:
+        rows, failures = detected_touches(engine, since)
+        tz = engine.tz
+        configured = bool(engine.sources)
+    if as_json:
+        _echo(json.dumps([r.as_dict() for r in rows], indent=2, ensure_ascii=False))
+    elif rows:
+        for line in format_text(rows, tz):
+            _echo(line)
+    elif not configured:
+        _echo("no touch sources are configured (see touches: in the README)")
+    else:
+        _echo("the touch sources found no touches" + (f" in {since} days" if since else ""))
+    _raise_source_failures(failures)
 
 
 @app.command()

@@ -361,6 +361,90 @@ BackendConfig = Annotated[
 BACKEND_TYPES = ("local", "caldav", "exchange", "graph")
 
 
+# --- touch sources (sent mail, past meetings) --------------------------------------
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class ImapSourceConfig(Strict):
+    """Sent mail (and optionally received mail) in an IMAP mailbox."""
+
+    type: Literal["imap"]
+    host: str = Field(min_length=1)
+    """IMAP server host name."""
+    port: int | None = Field(None, gt=0, lt=65536)
+    """Port; 993 for security: ssl, 143 otherwise."""
+    security: Literal["ssl", "starttls", "none"] = "ssl"
+    """ssl (implicit TLS), starttls, or none (only for a server on 127.0.0.1)."""
+    username: str
+    """IMAP login."""
+    password: SecretField
+    """Password: a string, ${ENV}, {env: NAME}, {file: PATH} or {command: [...]}."""
+    folders: list[str] | None = None
+    """Folders of sent mail; the folder flagged \\Sent (RFC 6154) when omitted."""
+    count_received: bool = False
+    """Also count mail from a contact (in INBOX and in `folders`)."""
+    lookback: IntervalField = Interval(days=90)
+    """How far back the first run reads ("90 days", "6 months")."""
+    verify: bool | str = True
+    """TLS verification: true, false, or the path of a CA bundle."""
+    timeout: float = Field(30.0, gt=0)
+    """Seconds before a command counts as failed."""
+
+    @property
+    def port_number(self) -> int:
+        return self.port or (993 if self.security == "ssl" else 143)
+
+    @model_validator(mode="after")
+    def _plain_only_here(self) -> ImapSourceConfig:
+        if self.security == "none" and self.host.strip("[]").lower() not in _LOOPBACK:
+            raise ValueError(
+                f"security: none would send the password to {self.host} in clear; use ssl "
+                "or starttls (none is only for a server on 127.0.0.1)"
+            )
+        if self.folders is not None and not self.folders:
+            raise ValueError("folders is empty; name at least one folder or leave it out")
+        return self
+
+    _verify = field_validator("verify")(lambda v, info: _verify_path(v, info))
+
+
+class CaldavEventsSourceConfig(Strict):
+    """Past meetings in a CalDAV calendar."""
+
+    type: Literal["caldav-events"]
+    url: str
+    """The calendar's collection URL."""
+    username: str | None = None
+    """Login name on the CalDAV server."""
+    password: SecretField | None = None
+    """Password: a string, ${ENV}, {env: NAME}, {file: PATH} or {command: [...]}."""
+    lookback: IntervalField = Interval(days=90)
+    """How far back the first run reads ("90 days", "6 months")."""
+    verify: bool | str = True
+    """TLS verification: true, false, or the path of a CA bundle."""
+    timeout: float = Field(30.0, gt=0)
+    """Seconds before a request counts as failed."""
+
+    _url = field_validator("url")(lambda v: CaldavConfig._url(v))
+    _verify = field_validator("verify")(lambda v, info: _verify_path(v, info))
+
+
+def _verify_path(value: bool | str, info: ValidationInfo) -> bool | str:
+    if isinstance(value, str):
+        path = _resolve_path(Path(value), info)
+        if not path.is_file():
+            raise ValueError(f"CA bundle {path} does not exist (verify: true, false or a file)")
+        return str(path)
+    return value
+
+
+TouchSourceConfig = Annotated[
+    ImapSourceConfig | CaldavEventsSourceConfig, Field(discriminator="type")
+]
+TOUCH_TYPES = ("imap", "caldav-events")
+
+
 # --- roster ------------------------------------------------------------------------
 
 
@@ -711,6 +795,8 @@ class Config(Strict):
     agenda: AgendaOptions = AgendaOptions(within=7)
     digest: DigestOptions | None = None
     """The weekly review, by email when `smtp` is set (kit-sync run sends it)."""
+    touches: list[TouchSourceConfig] = []
+    """Touch sources: sent mail and past meetings that count as being in touch."""
 
     # Filled by load_config, not by the YAML.
     _source: Path = PrivateAttr(default=Path("kit-sync.yaml"))
@@ -821,6 +907,11 @@ def _friendly(err: dict[str, Any], data: Any) -> tuple[Path_, str]:
     # Discriminated unions put the tag in the location: backend.local.path -> backend.path
     if len(loc) >= 2 and loc[0] == "backend" and loc[1] in BACKEND_TYPES:
         loc = (loc[0], *loc[2:])
+    if len(loc) >= 3 and loc[0] == "touches" and loc[2] in TOUCH_TYPES:
+        loc = (*loc[:2], *loc[3:])
+    types, what = (
+        (TOUCH_TYPES, "touch source") if loc[:1] == ("touches",) else (BACKEND_TYPES, "backend")
+    )
     if kind == "extra_forbidden":
         key = str(loc[-1])
         parent = loc[:-1]
@@ -829,9 +920,9 @@ def _friendly(err: dict[str, Any], data: Any) -> tuple[Path_, str]:
         return loc, "is required but missing"
     if kind == "union_tag_invalid":
         tag = err.get("ctx", {}).get("tag")
-        return (*loc, "type"), f"unknown backend type '{tag}' (known: {', '.join(BACKEND_TYPES)})"
+        return (*loc, "type"), f"unknown {what} type '{tag}' (known: {', '.join(types)})"
     if kind == "union_tag_not_found":
-        return loc, f"needs a type: one of {', '.join(BACKEND_TYPES)}"
+        return loc, f"needs a type: one of {', '.join(types)}"
     msg = err["msg"]
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
@@ -852,6 +943,18 @@ def _suggest(key: str, err: dict[str, Any], data: Any, parent: Path_) -> str:
 
 
 def _known_fields(parent: Path_, data: Any) -> list[str]:
+    if len(parent) == 2 and parent[0] == "touches" and isinstance(data, dict):
+        try:
+            entry = data["touches"][parent[1]]
+        except (KeyError, IndexError, TypeError):
+            return []
+        kind = entry.get("type") if isinstance(entry, dict) else None
+        sources: dict[str, type[BaseModel]] = {
+            "imap": ImapSourceConfig,
+            "caldav-events": CaldavEventsSourceConfig,
+        }
+        source = sources.get(str(kind))
+        return list(source.model_fields) if source else []
     model: Any = Config
     node = data
     for part in parent:

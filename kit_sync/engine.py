@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -39,6 +39,7 @@ from kit_sync.model import (
 )
 from kit_sync.plan import Action, Inputs, Kind, Plan, build_plan
 from kit_sync.state import SeenTask, State
+from kit_sync.touches.runner import Poll, SourceRunner
 
 log = logging.getLogger("kit_sync")
 
@@ -62,6 +63,10 @@ class CycleResult:
     problems: list[str] = field(default_factory=list)
     interrupted: int = 0
     stopped: bool = False
+    # touch sources that could not be read this cycle, one line each (exit 1)
+    source_failures: list[str] = field(default_factory=list)
+    # touches the sources found this cycle (a dry run: would find)
+    detected: list[Touch] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -92,6 +97,7 @@ class Engine:
         tz: ZoneInfo,
         *,
         clock: Callable[[], datetime] | None = None,
+        sources: SourceRunner | None = None,
     ) -> None:
         self.config = config
         self.roster = roster
@@ -99,6 +105,7 @@ class Engine:
         self.state = state
         self.tz = tz
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.sources = sources
         self._idle_signature: tuple[object, ...] | None = None
         self._generation = 0
         bind = getattr(backend, "bind_state", None)
@@ -153,11 +160,23 @@ class Engine:
             previously_open={u: s.contact_id for u, s in seen.items() if s.status == "open"},
         )
 
-    def fetch_plan(self, *, allow_empty: bool = False) -> tuple[Plan, Listing, Inputs]:
+    def fetch_plan(
+        self, *, allow_empty: bool = False, extra: list[Touch] | None = None
+    ) -> tuple[Plan, Listing, Inputs]:
+        """The plan for what the backend holds now; `extra` touches are planned as if
+        journaled (a dry run's view of what the touch sources would add)."""
         listing = self.backend.fetch_listing()
         self._guard_empty(listing, allow_empty)
         inputs = self._inputs(listing, self.clock())
+        if extra:
+            inputs = replace(inputs, journal=[*inputs.journal, *extra])
         return build_plan(inputs), listing, inputs
+
+    def poll_sources(self, *, write: bool = True) -> Poll:
+        """Read the touch sources (each failing one is reported, not raised)."""
+        if not self.sources:
+            return Poll()
+        return self.sources.poll(self.state, self.roster, self.clock(), write=write)
 
     def _guard_empty(self, listing: Listing, allow_empty: bool) -> None:
         if listing.tasks or allow_empty:
@@ -181,8 +200,18 @@ class Engine:
         stop: threading.Event | None = None,
     ) -> CycleResult:
         if dry_run:
-            plan, listing, _ = self.fetch_plan(allow_empty=allow_empty)
-            return CycleResult(plan, plan.counts(), problems=self._problem_lines(listing))
+            poll = self.poll_sources(write=False)
+            plan, listing, _ = self.fetch_plan(allow_empty=allow_empty, extra=poll.touches)
+            return CycleResult(
+                plan,
+                plan.counts(),
+                problems=self._problem_lines(listing),
+                source_failures=poll.failures,
+                detected=poll.touches,
+            )
+        # Touch sources first: what they find is planned in this same cycle. A
+        # failing source is reported and does not stop the task sync.
+        poll = self.poll_sources()
         cycle = self.state.begin_cycle()
         interrupted = self.state.settle_interrupted()
         if interrupted:
@@ -200,6 +229,8 @@ class Engine:
             self.state.end_cycle(cycle, False, {}, f"internal error: {exc!r}")
             raise
         result.interrupted = interrupted
+        result.source_failures = poll.failures
+        result.detected = poll.touches
         error = "; ".join(result.failures[:3]) if result.failures else None
         self.state.end_cycle(cycle, result.ok, result.counts, error)
         return result
@@ -247,6 +278,7 @@ class Engine:
         size = max(1, int(getattr(self.backend, "batch_size", 20)))
         steps += [creates[i : i + size] for i in range(0, len(creates), size)]
         done = 0
+        failed: set[str] = set()  # contacts with an action that did not go through
         for step in steps:
             if stop is not None and stop.is_set():
                 result.stopped = True
@@ -254,10 +286,15 @@ class Engine:
                     "stopping: %d of %d action(s) left for the next cycle", total - done, total
                 )
                 break
+            step = self._runnable(step, failed, retry)
+            if not step:
+                done += 1
+                continue
             if batched and step[0].new is not None:
                 self._apply_creates(cycle, step, tasks, result, retry)
             else:
-                self._apply(cycle, step[0], tasks, result, retry)
+                if not self._apply(cycle, step[0], tasks, result, retry):
+                    failed.add(step[0].contact_id)
             done += len(step)
             if progress:
                 progress(done, total)
@@ -269,13 +306,32 @@ class Engine:
             inputs = self._inputs(listing, self.clock())
             replan = build_plan(inputs)
             self._journal(replan, inputs)
+            failed = set[str]()
             for action in replan.actions:
-                if action.contact_id in retry:
-                    self._apply(cycle, action, tasks, result, None)
+                if (
+                    action.contact_id in retry
+                    and self._runnable([action], failed, None)
+                    and not self._apply(cycle, action, tasks, result, None)
+                ):
+                    failed.add(action.contact_id)
         self._remember(tasks.values(), inputs)
         idle = not (plan.actions or plan.touches or plan.retracted or listing.problems)
         self._idle_signature = signature if idle and result.ok else None
         return result
+
+    @staticmethod
+    def _runnable(step: list[Action], failed: set[str], retry: set[str] | None) -> list[Action]:
+        """The actions of `step` to apply: one that depends on an earlier action of
+        its contact (a regeneration after a detected touch's completion) waits for
+        the next cycle when that one failed or must be re-planned."""
+        keep = []
+        for action in step:
+            replan = retry is not None and action.contact_id in retry
+            if action.after_previous and (action.contact_id in failed or replan):
+                log.info("%s: left for the next cycle", action.describe())
+                continue
+            keep.append(action)
+        return keep
 
     def _signature(self, listing: Listing, now: datetime) -> tuple[object, ...]:
         """Everything a plan depends on, cheaply: the roster and config (through
@@ -310,7 +366,8 @@ class Engine:
         tasks: dict[str, KitTask],
         result: CycleResult,
         retry: set[str] | None,
-    ) -> None:
+    ) -> bool:
+        """Apply one action; False when it did not go through (failed or re-plan)."""
         detail = action.describe()
         # Structured fields for JSON logs: who, and where on the backend.
         where = {"contact_id": action.contact_id, "href": action.task.href if action.task else None}
@@ -343,17 +400,18 @@ class Engine:
                     exc,
                     extra=where,
                 )
-                return
+                return False
             self._fail(action_id, detail, exc, result, where)
-            return
+            return False
         except BackendUnavailable:
             self.state.end_action(action_id, "failed", detail)
             raise
         except BackendError as exc:
             self._fail(action_id, detail, exc, result, where)
-            return
+            return False
         self.state.end_action(action_id, "done")
         result.counts[action.kind.value] += 1
+        return True
 
     def _apply_creates(
         self,

@@ -180,6 +180,9 @@ class KitTask:
     # A user made the task repeating (a client added an RRULE). kit-sync never writes
     # one: a completion read from such a task is turned into a plain completed task.
     recurring: bool = False
+    # When the task was created (CREATED / the item's creation time), when the
+    # backend says: a detected touch before that day does not complete the task.
+    created: datetime | None = None
 
     @property
     def contact_id(self) -> str:
@@ -233,9 +236,27 @@ class Listing:
 class Touch:
     contact_id: str
     day: date
-    source: str  # "backend" (a completed task), "cli", ...
+    source: str  # "backend" (a completed task), "cli", or a touch source ("imap", ...)
     source_uid: str  # unique per touch: the completed task's uid, or a generated id
     note: str = ""
+    # What kind of contact it was: "" for a ticked task or `kit-sync touch`; for a
+    # touch a source detected, one of DETECTED_KINDS.
+    kind: str = ""
+    # When it happened (aware), for detected touches: the completion they cause
+    # is stamped with it.
+    at: datetime | None = None
+
+    @property
+    def detected(self) -> bool:
+        """Found by a touch source (sent mail, a meeting), not ticked or typed."""
+        return self.at is not None and self.kind in DETECTED_KINDS
+
+
+#: Kinds of touch a source detects (the text shown after "Detected: ").
+EMAIL_SENT = "email sent"
+EMAIL_RECEIVED = "email received"
+MEETING = "meeting"
+DETECTED_KINDS = (EMAIL_SENT, EMAIL_RECEIVED, MEETING)
 
 
 def make_uid(contact_id: str, seed: str) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
@@ -62,6 +62,10 @@ class Action:
     # A new due date the schedule places (DESIGN rule 12); the due written in `new`
     # or `change` is the nominal one until `place_due_dates` has run.
     to_place: Request | None = None
+    verb: str | None = None  # what logs and --dry-run say instead of the kind's verb
+    # Apply only if the contact's earlier actions in this cycle succeeded (the task
+    # that regenerates from a detected touch needs its predecessor completed).
+    after_previous: bool = False
 
     @property
     def uid(self) -> str:
@@ -73,7 +77,7 @@ class Action:
     def describe(self) -> str:
         """One line for logs and --dry-run: verb, contact, why, new due date."""
         due = self.new.due if self.new else (self.change.due if self.change else None)
-        verb = "delete" if self.delete else _VERBS[self.kind]
+        verb = "delete" if self.delete else self.verb or _VERBS[self.kind]
         tail = f", due {due.isoformat()}" if due else ""
         return f"{verb} {self.contact_id}: {self.reason}{tail}"
 
@@ -220,6 +224,12 @@ def build_plan(inputs: Inputs) -> Plan:
             if t.meta.from_uid and t.meta.from_uid in open_uids:
                 retracted.add(t.meta.from_uid)
                 plan.retracted.append(t.meta.from_uid)
+                # A completion kit-sync made for a detected touch, undone by the
+                # user: that touch is withdrawn too, or the next sync would redo it.
+                for x in journal_by_contact.get(cid, []):
+                    if x.detected and x.day == t.meta.anchor:
+                        retracted.add(x.source_uid)
+                        plan.retracted.append(x.source_uid)
                 plan.actions.append(
                     _cancel(
                         t,
@@ -238,11 +248,17 @@ def build_plan(inputs: Inputs) -> Plan:
         days: list[tuple[date, str]] = [
             (x.day, x.source_uid) for x in journal_by_contact[cid] if x.source_uid not in retracted
         ]
+        detected = [
+            x for x in journal_by_contact[cid] if x.detected and x.source_uid not in retracted
+        ]
+        # A task kit-sync completed for a detected touch is that touch, not a second
+        # one (also when the state file was lost and the source found it again).
+        detected_days = {x.day for x in detected}
         for t in tasks:
             if t.status is not Status.COMPLETED:
                 continue
             day = touch_day_of(t, inputs, successor_anchor)
-            if t.uid not in known:
+            if t.uid not in known and day not in detected_days:
                 plan.touches.append(Touch(cid, day, "backend", t.uid))
                 days.append((day, t.uid))
         last, last_source = max(days) if days else (None, None)
@@ -283,6 +299,11 @@ def build_plan(inputs: Inputs) -> Plan:
         completed_uids = {t.uid for t in tasks if t.status is Status.COMPLETED}
         from_uid = last_source if last_source in completed_uids else None
         content = render(contact, last, inputs.wording)
+
+        found = _detected_completion(opens, detected, last, inputs)
+        if found is not None:
+            plan.actions += _complete_detected(contact, tasks, opens, *found, inputs)
+            continue
 
         if not opens:
             if last is not None:
@@ -454,6 +475,98 @@ def _refresh(
         change=TaskChange(due=due, content=new_content, meta=meta),
         to_place=to_place,
     )
+
+
+def task_created_day(task: KitTask, inputs: Inputs) -> date:
+    """The local day `task` was created on: its creation stamp when the backend
+    has one, else its anchor (a task is never created before the day its due date
+    is counted from), else the contact's first-seen day."""
+    if task.created is not None:
+        return local_day(task.created, inputs.tz)
+    if task.meta.anchor is not None:
+        return task.meta.anchor
+    return inputs.first_seen.get(task.contact_id, today(inputs.now, inputs.tz))
+
+
+def _detected_completion(
+    opens: list[KitTask], detected: list[Touch], last: date | None, inputs: Inputs
+) -> tuple[KitTask, Touch] | None:
+    """The open task a detected touch completes, and that touch (DESIGN rule 10).
+
+    The latest detected touch completes the open task when it is the contact's
+    latest touch, later than the touch the task was counted from, and not before
+    the day the task was created. Several touches since the last sync collapse to
+    the latest. An older detected touch only moves the due date (`_refresh`)."""
+    if not opens or not detected or last is None:
+        return None
+    latest = max(detected, key=lambda x: (x.day, x.at or datetime.min.replace(tzinfo=UTC)))
+    if latest.day != last or latest.day > today(inputs.now, inputs.tz):
+        return None
+    keeper = _pick_keeper(opens)
+    m = keeper.meta
+    if m.anchor is not None and m.anchor_kind is AnchorKind.TOUCH and latest.day <= m.anchor:
+        return None
+    if latest.day < task_created_day(keeper, inputs):
+        return None
+    return keeper, latest
+
+
+def _complete_detected(
+    contact: Contact,
+    tasks: list[KitTask],
+    opens: list[KitTask],
+    task: KitTask,
+    touch: Touch,
+    inputs: Inputs,
+) -> list[Action]:
+    """Complete `task` as of the detected `touch` and regenerate from that day."""
+    day = touch.day
+    content = render(contact, day, inputs.wording)
+    said = f"Detected: {touch.kind} {day.isoformat()}"
+    done = replace(content, description=f"{said}\n\n{content.description}")
+    stamp = touch.at if touch.at is not None else datetime.combine(day, time(12), inputs.tz)
+    actions = [
+        Action(
+            Kind.UPDATE,
+            contact.id,
+            f"{touch.kind} {day} (detected by {touch.source})",
+            task=task,
+            change=TaskChange(status=Status.COMPLETED, completed_at=stamp, content=done),
+            verb="complete",
+        )
+    ]
+    due = planned_due(day, False, contact.id, contact.every, inputs.rules)
+    existing = {t.uid for t in tasks}
+    n = len(tasks)
+    uid = make_uid(contact.id, f"{task.uid}|{day}|{AnchorKind.TOUCH}|{n}")
+    while uid in existing:
+        n += 1
+        uid = make_uid(contact.id, f"{task.uid}|{day}|{AnchorKind.TOUCH}|{n}")
+    meta = KitMeta(
+        contact.id,
+        day,
+        AnchorKind.TOUCH,
+        contact.every.iso,
+        due,
+        task.uid,
+        content.fingerprint,
+    )
+    actions.append(
+        Action(
+            Kind.REGENERATE,
+            contact.id,
+            f"{touch.kind} {day}",
+            new=NewTask(uid, due, content, meta),
+            after_previous=True,
+            to_place=_request(contact, due, day, inputs),
+        )
+    )
+    for t in opens:
+        if t is not task:
+            actions.append(
+                _cancel(t, inputs, "a second open task for the same contact", delete=False)
+            )
+    return actions
 
 
 def _cancel(task: KitTask, inputs: Inputs, reason: str, *, delete: bool) -> Action:

@@ -22,7 +22,14 @@ from typing import Any
 from kit_sync.errors import KitError
 from kit_sync.model import Touch
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+#: Columns added after a schema version: (version, table, column, SQL type).
+#: Version 2: the kind and time of a touch a touch source detected.
+_ADDED_COLUMNS = (
+    (2, "touches", "kind", "TEXT NOT NULL DEFAULT ''"),
+    (2, "touches", "at", "TEXT"),
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -33,7 +40,9 @@ CREATE TABLE IF NOT EXISTS touches (
     source TEXT NOT NULL,
     source_uid TEXT NOT NULL UNIQUE,
     note TEXT NOT NULL DEFAULT '',
-    recorded_at TEXT NOT NULL
+    recorded_at TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT '',
+    at TEXT
 );
 CREATE INDEX IF NOT EXISTS touches_contact ON touches (contact_id, day);
 CREATE TABLE IF NOT EXISTS contacts (
@@ -145,15 +154,18 @@ class State:
                 if statement.strip():
                     self.db.execute(statement)
             row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                self.db.execute(
-                    "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-                )
-            elif int(row["value"]) > SCHEMA_VERSION:
+            if row is not None and int(row["value"]) > SCHEMA_VERSION:
                 raise StateError(
                     f"the state file {self.path} was written by a newer kit-sync (schema "
                     f"{row['value']}, this one knows {SCHEMA_VERSION}); upgrade kit-sync"
                 )
+            for _version, table, column, sql_type in _ADDED_COLUMNS:
+                have = {r["name"] for r in self.db.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+            self.db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
 
     def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         return transaction(self.db)
@@ -167,7 +179,7 @@ class State:
         """Record a touch once (by source_uid). Returns False if it was already there."""
         cur = self.db.execute(
             "INSERT OR IGNORE INTO touches (contact_id, day, source, source_uid, note, "
-            "recorded_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "recorded_at, kind, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 touch.contact_id,
                 touch.day.isoformat(),
@@ -175,9 +187,21 @@ class State:
                 touch.source_uid,
                 touch.note,
                 _now(),
+                touch.kind,
+                touch.at.isoformat() if touch.at else None,
             ),
         )
         return cur.rowcount > 0
+
+    def add_detected(self, touches: list[Touch], token_key: str, token: str | None) -> list[Touch]:
+        """Journal what a touch source found and move its cursor, in one transaction:
+        a crash leaves either both or neither, so nothing is skipped or read as new
+        twice. Touches already journaled (same source_uid) are ignored. Returns the
+        new ones."""
+        with self.transaction():
+            added = [t for t in touches if self.add_touch(t)]
+            self.set_token(token_key, token)
+        return added
 
     def remove_touch(self, source_uid: str) -> bool:
         cur = self.db.execute("DELETE FROM touches WHERE source_uid = ?", (source_uid,))
@@ -197,6 +221,8 @@ class State:
                 r["source"],
                 r["source_uid"],
                 r["note"],
+                r["kind"],
+                datetime.fromisoformat(r["at"]) if r["at"] else None,
             )
             for r in rows
         ]

@@ -12,6 +12,20 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[test]"
 
+# Real servers the tests start on 127.0.0.1: Dovecot IMAP (the imap touch source).
+# A Debian package, not on PyPI: installed with apt-get when missing (as root, as CI
+# runs); without root, install it yourself: sudo apt-get install dovecot-imapd.
+if ! command -v dovecot >/dev/null 2>&1 && [ ! -x /usr/sbin/dovecot ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "== installing dovecot-imapd"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            dovecot-imapd >/dev/null
+    else
+        echo "dovecot-imapd is missing; the IMAP tests need it (apt-get install dovecot-imapd)" >&2
+    fi
+fi
+
 echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -15,6 +15,7 @@ from kit_sync.backends.local import LocalBackend
 from kit_sync.engine import CycleResult, Engine
 from kit_sync.model import KitTask, Status
 from kit_sync.state import State
+from kit_sync.touches.runner import SourceRunner
 
 BASE_CONFIG: dict[str, Any] = {
     "timezone": "Europe/Berlin",
@@ -36,6 +37,7 @@ class World:
         self.dir = tmp_path
         self.config_path = tmp_path / "config.yaml"
         self.now = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
+        self.sources: SourceRunner | None = None
         self.write_config(config or BASE_CONFIG)
 
     def write_config(self, config: dict[str, Any]) -> None:
@@ -55,8 +57,19 @@ class World:
         loaded = load(self.config_path)
         backend = LocalBackend(loaded.config.backend, loaded.tz, clock=lambda: self.now)
         state = State(loaded.config.state_path())
+        if self.sources is None and loaded.config.touches:
+            # One runner per world, as the daemon keeps one: back-off survives cycles.
+            self.sources = SourceRunner(
+                loaded.config.touches, loaded.tz, max_backoff=loaded.config.sync.max_backoff
+            )
         return Engine(
-            loaded.config, loaded.roster, backend, state, loaded.tz, clock=lambda: self.now
+            loaded.config,
+            loaded.roster,
+            backend,
+            state,
+            loaded.tz,
+            clock=lambda: self.now,
+            sources=self.sources,
         )
 
     def sync(self) -> CycleResult:

@@ -141,6 +141,17 @@ def _stamp(todo: Todo, name: str) -> datetime | None:
     return value if isinstance(value, datetime) else None
 
 
+def _created(todo: Todo) -> datetime | None:
+    """CREATED as an aware stamp (UTC by RFC 5545; a floating one is taken as UTC)."""
+    try:
+        stamp = _stamp(todo, "CREATED")
+    except (ValueError, TypeError, AttributeError):
+        return None
+    if stamp is not None and stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return stamp
+
+
 def recurring_completion(
     cal: Calendar, todo: Todo, due: date | None, planned_due: date | None
 ) -> tuple[bool, datetime | date | None] | None:
@@ -222,6 +233,7 @@ def task_from_ical(data: bytes, href: str, etag: str) -> KitTask | ItemProblem |
             summary=_text(todo, "SUMMARY") or "",
             completed=completed,
             recurring=recurs is not None,
+            created=_created(todo),
         )
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         return ItemProblem(href, f"cannot read the task ({exc})", cid)

@@ -1,0 +1,76 @@
+"""Pure matching: which roster contacts an address belongs to, and on which local
+day a moment falls. No I/O.
+
+Addresses are compared case-insensitively and otherwise exactly: `+tag` parts and
+dots are not folded (ann+news@example.com is a different address unless the
+contact lists it), so a touch is never credited to the wrong person.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+from email.utils import getaddresses
+from zoneinfo import ZoneInfo
+
+from kit_sync.roster import Roster
+
+
+def normalise(address: str) -> str:
+    """The comparable form of one address: trimmed, without mailto:, lower case."""
+    text = address.strip().strip("<>").strip()
+    if text.lower().startswith("mailto:"):
+        text = text[len("mailto:") :]
+    return text.strip().lower()
+
+
+class AddressBook:
+    """Roster addresses -> contact ids (an address two contacts share counts for both)."""
+
+    def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
+        self._ids: dict[str, list[str]] = {}
+        for address, contact_id in pairs:
+            key = normalise(address)
+            if key and contact_id not in self._ids.setdefault(key, []):
+                self._ids[key].append(contact_id)
+
+    @classmethod
+    def of(cls, roster: Roster) -> AddressBook:
+        return cls((e, c.id) for c in roster.contacts for e in c.emails)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def contacts_of(self, address: str) -> list[str]:
+        return list(self._ids.get(normalise(address), ()))
+
+    def contacts_in(self, *header_values: str | None) -> list[str]:
+        """Contacts among the addresses of header values like To/Cc ("Ann <ann@x>,
+        bob@y"), in order, each once. Addresses not on the roster are dropped here
+        and go no further."""
+        found: list[str] = []
+        values = [v for v in header_values if v]
+        for _name, address in getaddresses(values):
+            for cid in self._ids.get(normalise(address), ()):
+                if cid not in found:
+                    found.append(cid)
+        return found
+
+    def fingerprint(self) -> str:
+        """Changes when an address is added or moves to another contact: the sources
+        then look back again, for mail and meetings of the new address."""
+        h = hashlib.sha256()
+        for address in sorted(self._ids):
+            h.update(address.encode() + b"\x00" + ",".join(self._ids[address]).encode() + b"\n")
+        return h.hexdigest()[:16]
+
+
+def aware(moment: datetime) -> datetime:
+    """A moment with a zone: naive ones (a Date header with -0000) are taken as UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def local_day(moment: datetime, tz: ZoneInfo) -> date:
+    """The calendar day of `moment` in the user's zone (DST included)."""
+    return aware(moment).astimezone(tz).date()
