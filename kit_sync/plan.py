@@ -298,6 +298,18 @@ def build_plan(inputs: Inputs) -> Plan:
 
         completed_uids = {t.uid for t in tasks if t.status is Status.COMPLETED}
         from_uid = last_source if last_source in completed_uids else None
+        if from_uid is None and last in detected_days:
+            # The task kit-sync completed for that detected touch (a cycle stopped
+            # before its successor was created): regenerate from it.
+            from_uid = next(
+                (
+                    t.uid
+                    for t in sorted(tasks, key=lambda t: t.uid)
+                    if t.status is Status.COMPLETED
+                    and touch_day_of(t, inputs, successor_anchor) == last
+                ),
+                None,
+            )
         content = render(contact, last, inputs.wording)
 
         found = _detected_completion(opens, detected, last, inputs)

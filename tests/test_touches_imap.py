@@ -406,3 +406,31 @@ def test_cli_touches_and_dry_run_show_what_mail_would_do(
 def test_require_dovecot_runs_in_ci() -> None:
     """CI installs Dovecot (scripts/test.sh): its absence fails there, not skips."""
     require_dovecot()
+
+
+@pytest.mark.parametrize("writes", [0, 1], ids=["before the completion", "before the successor"])
+def test_a_crash_between_the_writes_of_a_detected_touch_loses_and_doubles_nothing(
+    world: World,
+    dovecot: Dovecot,  # noqa: F811
+    writes: int,
+) -> None:
+    from kit import Crash, crash_after
+
+    world.sync()
+    first = world.the_open(ANN)
+    dovecot.append("Sent", datetime(2026, 3, 4, 21, 0, tzinfo=NY), to="ann@example.com")
+    world.at(datetime(2026, 3, 6, 14, 0, tzinfo=UTC))
+    engine = world.engine()
+    crash_after(engine.backend, writes)
+    with pytest.raises(Crash):
+        engine.run_cycle()
+    engine.state.close()
+
+    world.advance(minutes=1)
+    world.sync()
+    (done,) = completed(world, ANN)
+    assert done.uid == first.uid
+    assert done.completed == datetime(2026, 3, 4, 21, 0, tzinfo=NY).astimezone(UTC)
+    nxt = world.the_open(ANN)
+    assert nxt.due == date(2026, 3, 25) and nxt.meta.from_uid == first.uid
+    assert sum(world.sync().counts.values()) == 0
