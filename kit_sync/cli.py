@@ -92,13 +92,18 @@ def _global(
     OPTS.skip_bad_rows = skip_bad_rows
 
 
-def _load() -> Any:
+def _load(*, report_shown: bool = False) -> Any:
+    """Config and roster; warnings are logged (those of the per-file import report
+    only when the command does not print that report itself)."""
     from kit_sync.app import load
     from kit_sync.config import find_config
 
     loaded = load(find_config(OPTS.config), skip_bad_rows=OPTS.skip_bad_rows)
+    in_report = {w for r in loaded.roster.reports for w in r.warnings}
+    in_report |= {f"skipped {s}" for r in loaded.roster.reports for s in r.skipped}
     for warning in [*loaded.config.warnings, *loaded.roster.warnings]:
-        log.warning("%s", warning)
+        if not (report_shown and warning in in_report):
+            log.warning("%s", warning)
     return loaded
 
 
@@ -121,15 +126,142 @@ def _echo(text: str = "") -> None:
 
 
 @app.command()
-def check() -> None:
-    """Validate the config and the roster. Exit 0 when valid, 2 when not."""
-    loaded = _load()
+def check(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the result and the per-file report as JSON.")
+    ] = False,
+) -> None:
+    """Validate the config and the roster, and show what each included file gave: rows
+    read, kept, filtered out, merged, skipped, warnings. Exit 0 when valid, 2 when not."""
+    from kit_sync.errors import ConfigError
+    from kit_sync.importview import check_lines, reports_json
+
+    if not as_json:
+        loaded = _load(report_shown=True)
+        roster = loaded.roster
+        active = len(roster.active)
+        _echo(
+            f"{loaded.config.source}: ok — {len(roster.contacts)} contacts ({active} active), "
+            f"backend {loaded.config.backend.type}, time zone {loaded.tz.key}"
+        )
+        for line in check_lines(roster.reports):
+            _echo(line)
+        return
+    try:
+        loaded = _load(report_shown=True)
+    except ConfigError as exc:
+        _echo(json.dumps({"ok": False, "error": exc.message, "problems": exc.problems}))
+        raise typer.Exit(exc.exit_code) from None
     roster = loaded.roster
-    active = len(roster.active)
-    _echo(
-        f"{loaded.config.source}: ok — {len(roster.contacts)} contacts ({active} active), "
-        f"backend {loaded.config.backend.type}, time zone {loaded.tz.key}"
+    out = {
+        "ok": True,
+        "config": str(loaded.config.source),
+        "contacts": len(roster.contacts),
+        "active": len(roster.active),
+        "backend": loaded.config.backend.type,
+        "timezone": loaded.tz.key,
+        "warnings": [*loaded.config.warnings, *roster.warnings],
+        "files": reports_json(roster.reports),
+    }
+    _echo(json.dumps(out, indent=2, ensure_ascii=False))
+
+
+@app.command("import")
+def import_(
+    file: Annotated[
+        str, typer.Argument(metavar="FILE", help="Outlook/Google CSV, plain CSV or vCard.")
+    ],
+    tier: Annotated[
+        str | None, typer.Option(metavar="T", help="Tier of the contacts it would add.")
+    ] = None,
+    only_category: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--only-category", metavar="C", help="Only rows in this category (repeatable)."
+        ),
+    ] = None,
+    file_format: Annotated[
+        str, typer.Option("--format", help="auto, outlook-csv, google-csv, csv or vcard.")
+    ] = "auto",
+    date_order: Annotated[
+        str | None,
+        typer.Option(help="dmy or mdy: how the file writes dates like 03/04/1985."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the preview as JSON.")] = False,
+) -> None:
+    """Preview importing a contacts file into the roster, changing nothing: the contacts
+    it would add (with their ids), the rows that would merge into existing entries,
+    what it would skip. Exit 0 when it would import cleanly, 2 when not."""
+    from pydantic import ValidationError
+
+    from kit_sync.app import roster_context
+    from kit_sync.clock import zone_of
+    from kit_sync.config import Config, Filter, Include, find_config, load_config
+    from kit_sync.errors import ConfigError
+    from kit_sync.importview import include_snippet, report_lines
+    from kit_sync.roster import preview_import
+
+    categories = list(only_category or [])
+    try:
+        include = Include.model_validate(
+            {
+                "path": file,
+                "tier": tier,
+                "format": file_format,
+                "date_order": date_order,
+                "only": Filter(categories=categories) if categories else None,
+            }
+        )
+    except ValidationError as exc:
+        raise UsageError(
+            "; ".join(f"--{'-'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        ) from None
+    try:
+        config, located = load_config(find_config(OPTS.config))
+    except ConfigError as exc:
+        if not exc.message.startswith("no config file found"):
+            raise
+        config, located = Config(), None  # preview against an empty roster
+    if tier is not None and tier not in config.tiers:
+        known = ", ".join(config.tiers) or "none defined in the config"
+        raise UsageError(f"--tier '{tier}' is not a tier of {config.source} (tiers: {known})")
+    journal, today_ = roster_context(config, zone_of(config.timezone))
+    report, others = preview_import(
+        config,
+        located,
+        include,
+        skip_bad_rows=OPTS.skip_bad_rows,
+        journal=journal,
+        today=today_,
     )
+    if others:
+        raise ConfigError(
+            f"{config.source} has {len(others)} problem(s); fix them first "
+            "(kit-sync check lists them)",
+            others,
+        )
+    snippet = include_snippet(file, tier, categories, date_order)
+    if as_json:
+        out = {
+            "ok": not report.problems,
+            "file": file,
+            "report": report.as_dict(),
+            "problems": report.problems,
+            "include": snippet,
+        }
+        _echo(json.dumps(out, indent=2, ensure_ascii=False))
+        if report.problems:
+            raise typer.Exit(2)
+        return
+    for line in report_lines(report, list_added=True):
+        _echo(line)
+    if report.problems:
+        raise ConfigError(
+            f"{file} would not import: {len(report.problems)} problem(s)", report.problems
+        )
+    _echo(f"nothing was changed; to import {file}, add to {config.source}:")
+    for line in snippet.splitlines():
+        _echo(f"  {line}")
 
 
 def _counts_line(counts: dict[str, int]) -> str:

@@ -20,6 +20,9 @@ Normalised `fields` keys (a key is left out when its value is empty):
     title       str         job title (not the "Mr./Dr." title)
     city        str
     birthday    datetime.date
+    last_seen   datetime.date: a "Last Contact"/"Last Modified"/"Modified"/"Updated"
+                column (vCard REV); an unreadable one is left as `last_seen_error`
+                (the roster checks it only where `seen_within` uses it)
     notes       str         line breaks normalised to "\\n"
     categories  list[str]   Outlook "Categories", Google "Group Membership"/"Labels",
                             vCard CATEGORIES
@@ -45,9 +48,13 @@ Decisions worth knowing:
   markers ("0/0/00", "1/0/00": any date with a zero month or day) are left out
   without a problem. A birthday that is present but unreadable is a RowProblem and
   the entry is not returned.
-* Accepted birthday forms: yyyy-mm-dd, yyyymmdd (optionally followed by a time),
-  m/d/yyyy (Outlook, US order), d.m.yyyy (day first, as German/Eastern-European
-  Outlook writes it).
+* Accepted date forms: yyyy-mm-dd, yyyymmdd (optionally followed by a time),
+  d.m.yyyy (always day first, as German/Eastern-European Outlook writes it), and
+  numeric dates with "/" or "-" in the exporting machine's order: 14/03/1985 (UK,
+  day first) or 3/14/1985 (US, month first). The order is one per file: set by
+  `date_order` ("dmy"/"mdy"), else detected from the file's dates that can only be
+  read one way (a first or second number over 12). A date that reads both ways in a
+  file that does not settle the order is a RowProblem saying to set date_order.
 * Google labels: the " ::: " separated list is split, the "* " system marker is
   removed, the "myContacts"/"My Contacts"/"Other Contacts" system groups are dropped
   (every contact is in them), "starred" becomes "Starred", all other labels are kept
@@ -56,9 +63,10 @@ Decisions worth knowing:
   are not e-mail addresses and are dropped.
 * A row is bad (RowProblem, no entry) when it has neither name nor email, has more
   cells than the header, has an unreadable birthday (or plain-CSV "paused" value),
-  or starts a quoted cell that is never closed. A card is bad when it lacks its
-  BEGIN:VCARD/END:VCARD pair or has neither FN/N nor EMAIL. Rows whose cells are all
-  empty are skipped silently (nothing is lost).
+  or starts a quoted cell that is never closed. The RowProblem carries the row's
+  categories when they could be read, so a filter that excludes the row drops it.
+  A card is bad when it lacks its BEGIN:VCARD/END:VCARD pair or has neither FN/N
+  nor EMAIL. Rows whose cells are all empty are skipped silently (nothing is lost).
 """
 
 from __future__ import annotations

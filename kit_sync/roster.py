@@ -85,6 +85,7 @@ class FileReport:
 
     path: str
     where: str  # the include entry: "config.yaml:12"
+    label: str = ""  # how problems name the include: "include[0]"; "" for a preview
     format: str = ""
     dates: str = ""  # how numeric dates were read, when the file has any
     rows: int = 0
@@ -96,6 +97,7 @@ class FileReport:
     skipped: list[str] = field(default_factory=list)  # "people.csv:4: message"
     warnings: list[str] = field(default_factory=list)
     filter: str = ""  # "categories Network, VIP; seen within 2 years"
+    problems: list[str] = field(default_factory=list)  # this file's share of the problems
 
     @property
     def kept(self) -> int:
@@ -140,6 +142,17 @@ class FileReport:
             ],
             "skipped": list(self.skipped),
             "warnings": list(self.warnings),
+            "added": [
+                {
+                    "id": a.id,
+                    "name": a.name,
+                    "emails": list(a.emails),
+                    "tier": a.tier,
+                    "every": a.every,
+                    "row": a.where,
+                }
+                for a in self.added
+            ],
         }
 
 
@@ -218,9 +231,12 @@ def build_roster(
     skip_bad_rows: bool = False,
     journal: Mapping[str, date] | None = None,
     today: date | None = None,
-    allow_empty: bool = False,
+    preview: Include | None = None,
 ) -> Built:
-    """Like load_roster, but returns the problems with the roster instead of raising."""
+    """Like load_roster, but returns the problems with the roster instead of raising.
+
+    preview: one more file, given on the command line (`kit-sync import`): its report
+    comes last, its problems are in that report, and an empty roster is no problem."""
     source = config.source
     problems: list[str] = []
     warnings: list[str] = []
@@ -258,21 +274,26 @@ def build_roster(
         return where[len(base_dir) :] if where.startswith(base_dir) else where
 
     reports: list[FileReport] = []
-    for j, inc in enumerate(config.include):
-        report = FileReport(short(str(inc.path)), where_inline(("include", j)))
+    includes = [*config.include, *([preview] if preview else [])]
+    for j, inc in enumerate(includes):
+        if inc is preview:
+            report = FileReport(str(inc.path), "kit-sync import")
+        else:
+            report = FileReport(short(str(inc.path)), where_inline(("include", j)), f"include[{j}]")
         reports.append(report)
-        pending.extend(_read_include(j, inc, report, short, where_inline, skip_bad_rows, problems))
+        pending.extend(_read_include(j, inc, report, short, where_inline, skip_bad_rows))
+        problems.extend(report.problems)
 
     persons = _identify(pending, problems)
     _assign_ids(persons, problems, reports)
-    persons = _prune(persons, config, reports, journal or {}, today, where_inline, problems)
+    persons = _prune(persons, includes, reports, journal or {}, today, problems)
     _report_merges(persons, reports)
     _warn_name_twins(persons, reports)
-    contacts = _contacts(config, persons, problems, reports)
+    contacts = _contacts(config, persons, problems, reports, preview is not None)
     for report in reports:
         warnings.extend(f"skipped {s}" for s in report.skipped if skip_bad_rows)
         warnings.extend(report.warnings)
-    if not problems and not contacts and not allow_empty:
+    if not problems and not contacts and preview is None:
         problems.append(
             f"{source.name}: the roster is empty; add people under 'contacts:' "
             "or a file under 'include:'"
@@ -287,7 +308,6 @@ def _read_include(
     short: Callable[[str], str],
     where_inline: Callable[[tuple[str | int, ...]], str],
     skip_bad_rows: bool,
-    problems: list[str],
 ) -> list[_Pending]:
     """The rows of one included file that pass its filter, as entries to resolve.
 
@@ -298,7 +318,8 @@ def _read_include(
     try:
         export = read_export(inc.path, inc.format, inc.date_order)
     except ConfigError as exc:
-        problems.append(f"{report.where} include[{j}].path: {short(str(exc))}")
+        where = f"{report.where} {report.label}.path: " if report.label else ""
+        report.problems.append(f"{where}{short(str(exc))}")
         return []
     report.format, report.rows = export.kind, export.rows
     report.dates = export.dates.describe()
@@ -312,7 +333,7 @@ def _read_include(
         filters.append(f"seen within {only.seen_within}")
     report.filter = "; ".join(filters)
     if wanted:
-        _check_categories(j, inc, export, report, short, where_inline, problems)
+        _check_categories(j, inc, export, report, where_inline)
 
     def excluded(categories: Iterable[str] | None) -> bool:
         return (
@@ -324,7 +345,7 @@ def _read_include(
     def bad(text: str) -> None:
         report.skipped.append(text)
         if not skip_bad_rows:
-            problems.append(
+            report.problems.append(
                 f"{text} (fix the row, or run with --skip-bad-rows to load the rest without it)"
             )
 
@@ -372,9 +393,7 @@ def _check_categories(
     inc: Include,
     export: Export,
     report: FileReport,
-    short: Callable[[str], str],
     where_inline: Callable[[tuple[str | int, ...]], str],
-    problems: list[str],
 ) -> None:
     """An `only: {categories}` value that matches no row is a typo until shown
     otherwise: an error naming it and the categories the file really has."""
@@ -397,10 +416,13 @@ def _check_categories(
             if real
             else "(the file has no categories at all)"
         )
-        where = where_inline(("include", j, "only", "categories", k))
-        problems.append(
-            f"{where} include[{j}].only.categories: '{value}' matches no row of "
-            f"{short(str(inc.path))}; {hint}{listing}"
+        if report.label:
+            where = where_inline(("include", j, "only", "categories", k))
+            where += f" {report.label}.only.categories"
+        else:
+            where = "--only-category"
+        report.problems.append(
+            f"{where}: '{value}' matches no row of {report.path}; {hint}{listing}"
         )
 
 
@@ -589,11 +611,10 @@ def _disambiguate(cid: str, person: _Person, taken: Mapping[str, Any], reserved:
 
 def _prune(
     persons: list[_Person],
-    config: Config,
+    includes: list[Include],
     reports: list[FileReport],
     journal: Mapping[str, date],
     today: date | None,
-    where_inline: Callable[[tuple[str | int, ...]], str],
     problems: list[str],
 ) -> list[_Person]:
     """`only: {seen_within: 2 years}`: keep a person from such a file only when the
@@ -601,7 +622,7 @@ def _prune(
     Inline entries and rows of files without the rule keep the person."""
     rules = {
         j: inc.only.seen_within
-        for j, inc in enumerate(config.include)
+        for j, inc in enumerate(includes)
         if inc.only and inc.only.seen_within
     }
     if not rules:
@@ -629,13 +650,15 @@ def _prune(
         report = reports[j]
         rows_left = [r for p in kept for r in p.rows if r.include == j]
         if report.pruned and not rows_left and not journal and not _has_dates(persons, j):
-            problems.append(
-                f"{report.where} include[{j}].only.seen_within: nobody in {report.path} "
+            text = (
+                f"{report.where} {report.label}.only.seen_within: nobody in {report.path} "
                 f"can count as seen within {rules[j]}: the touch journal has no touches yet "
                 "and the file has no last-modified or last-contact dates; remove "
                 "seen_within until kit-sync has recorded touches, or export a file with "
                 "such a column"
             )
+            report.problems.append(text)
+            problems.append(text)
     return kept
 
 
@@ -663,11 +686,16 @@ def _warn_name_twins(persons: list[_Person], reports: list[FileReport]) -> None:
 
 
 def _contacts(
-    config: Config, persons: list[_Person], problems: list[str], reports: list[FileReport]
+    config: Config,
+    persons: list[_Person],
+    problems: list[str],
+    reports: list[FileReport],
+    previewing: bool = False,
 ) -> list[Contact]:
     tiers = config.tiers
     known = ", ".join(tiers) or "none defined"
     contacts: list[Contact] = []
+    no_cadence = 0  # rows of a previewed file: one hint instead of one problem each
     for person in persons:
         if not person.id:
             continue  # an inline id conflict, already a problem
@@ -687,6 +715,9 @@ def _contacts(
             )
         if e.tier and tier is None:
             problems.append(f"{where} tier: unknown tier '{e.tier}' (known: {known})")
+            continue
+        if every is None and previewing and person.first.include == len(reports) - 1:
+            no_cadence += 1
             continue
         if every is None:
             problems.append(
@@ -714,4 +745,33 @@ def _contacts(
                 where=where,
             )
         )
+    if no_cadence:
+        text = f"{no_cadence} of these contacts have no tier or every: pass --tier (tiers: {known})"
+        reports[-1].problems.append(text)
+        problems.append(text)
     return contacts
+
+
+def preview_import(
+    config: Config,
+    located: Located | None,
+    include: Include,
+    *,
+    skip_bad_rows: bool = False,
+    journal: Mapping[str, date] | None = None,
+    today: date | None = None,
+) -> tuple[FileReport, list[str]]:
+    """What adding `include` to this config would do, without changing anything: the
+    file's report (contacts added with their ids, merges, skips, warnings, and its
+    problems) and the problems of the config as it is (which `check` reports too)."""
+    built = build_roster(
+        config,
+        located,
+        skip_bad_rows=skip_bad_rows,
+        journal=journal,
+        today=today,
+        preview=include,
+    )
+    report = built.roster.reports[-1]
+    mine = set(report.problems)
+    return report, [p for p in built.problems if p not in mine]
