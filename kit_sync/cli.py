@@ -642,6 +642,40 @@ def agenda(
         _echo(agenda_text(result))
 
 
+@app.command()
+def digest(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print Markdown.")] = False,
+    send: Annotated[
+        bool, typer.Option("--send", help="Email it now to digest.to through digest.smtp.")
+    ] = False,
+) -> None:
+    """The weekly review: due this week, overdue by tier, touched last week, people
+    added, the load of the coming weeks, birthdays."""
+    from kit_sync.digest import digest_for, digest_markdown, digest_text, send_digest
+
+    if as_json and markdown:
+        raise UsageError("choose --json or --markdown, not both")
+    with _engine() as engine:
+        options = engine.config.digest
+        if send:
+            if options is None or options.smtp is None:
+                raise UsageError(
+                    "digest --send needs a mail server: add digest: {to: you@example.com, "
+                    "smtp: {host: smtp.example.com, username: ..., password: ...}} to the config"
+                )
+            result = send_digest(engine, options)
+            _echo(f"sent to {', '.join(options.to)}: {result.subject}")
+            return
+        result = digest_for(engine, options.weeks if options else 4)
+    if as_json:
+        _echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
+    elif markdown:
+        _echo(digest_markdown(result))
+    else:
+        _echo(digest_text(result))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: click's standalone mode prints usage errors (exit 2) and KitGroup
     maps every user-facing error to its exit code."""

@@ -717,11 +717,23 @@ class SmtpOptions(Strict):
     security: Literal["ssl", "starttls", "none"] = "starttls"
     """ssl (implicit TLS), starttls, or none (only to a server on this machine)."""
     username: str | None = None
+    """Login name on the mail server; no login when omitted."""
     password: SecretField | None = None
     """A string, {env: NAME}, {file: PATH} or {command: [...]}."""
-    verify: bool = True
-    """Check the server's TLS certificate."""
+    verify: bool | str = True
+    """TLS verification: true, false, or the path of a CA bundle."""
     timeout: float = Field(30.0, gt=0)
+    """Seconds before the server counts as unreachable."""
+
+    @field_validator("verify")
+    @classmethod
+    def _verify(cls, value: bool | str, info: ValidationInfo) -> bool | str:
+        if isinstance(value, str):
+            path = _resolve_path(Path(value), info)
+            if not path.is_file():
+                raise ValueError(f"CA bundle {path} does not exist (verify: true, false or a file)")
+            return str(path)
+        return value
 
     @model_validator(mode="after")
     def _safe(self) -> SmtpOptions:

@@ -30,7 +30,7 @@ log = logging.getLogger("kit_sync")
 
 
 #: Settings used when the daemon starts; a change to them needs a restart.
-RESTART_NEEDED = ("backend", "state", "timezone", "sync", "health")
+RESTART_NEEDED = ("backend", "state", "timezone", "sync", "health", "digest")
 
 
 class Daemon:
@@ -50,6 +50,11 @@ class Daemon:
         if self.listen is not None:
             engine.backend = timed(engine.backend, self.monitor)
         self.server: HealthServer | None = None
+        # The weekly review by email (kit_sync.digest), when a mail server is set.
+        digest = config.digest
+        self.digest = digest if digest is not None and digest.smtp is not None else None
+        self.digest_status: str | None = None  # "sent", "already sent", "failed: ..."
+        self._digest_retry = False
 
     def cycle(self) -> None:
         if not self._lock.acquire(blocking=False):
@@ -67,6 +72,8 @@ class Daemon:
             log.info("cycle done: %s", counts, extra={"counts": result.counts})
             self.failures = 0
             self.not_before = None
+            if self._digest_retry:
+                self._send_digest()  # the last attempt failed: try again after a good cycle
         except Throttled as exc:
             self._backoff(exc, exc.retry_after)
         except KitError as exc:
@@ -78,6 +85,65 @@ class Daemon:
             if ran:
                 self._record_cycle()
             self._lock.release()
+
+    def digest_job(self) -> None:
+        """The cron job (and the start-up catch-up): send this period's digest unless
+        it was sent already, also by an earlier run of the daemon."""
+        with self._lock:  # between two sync cycles: one user of the backend at a time
+            if not self.stop.is_set():
+                self._send_digest()
+
+    def _send_digest(self) -> None:
+        from kit_sync.digest import send_digest_if_due
+
+        assert self.digest is not None
+        try:
+            sent = send_digest_if_due(self.engine, self.digest)
+        except KitError as exc:
+            self._digest_retry = True
+            self.digest_status = f"failed: {exc}"
+            log.error("weekly digest not sent: %s; trying again after the next sync", exc)
+            return
+        except Exception as exc:
+            self._digest_retry = True
+            self.digest_status = f"failed: {exc!r}"
+            log.exception("internal error sending the weekly digest")
+            return
+        self._digest_retry = False
+        self.digest_status = "sent" if sent else "already sent"
+        if sent:
+            log.info("weekly digest sent to %s", ", ".join(self.digest.to))
+
+    def add_jobs(self) -> None:
+        """The sync job, a cycle now; with a digest, its cron job and a catch-up run
+        now (a period missed while the daemon was down is sent once)."""
+        self.scheduler.add_job(
+            self.cycle,
+            IntervalTrigger(seconds=self.every.total_seconds(), timezone=UTC),
+            id="sync",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
+        )
+        if self.digest is not None:
+            from apscheduler.triggers.cron import CronTrigger
+
+            from kit_sync.digest import cron_fields
+
+            self.scheduler.add_job(
+                self.digest_job,
+                CronTrigger(**cron_fields(self.digest.every), timezone=self.engine.tz),
+                id="digest",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=3600,
+            )
+            self.scheduler.add_job(
+                self.digest_job,
+                "date",
+                id="digest-catch-up",
+                run_date=datetime.now(UTC) + timedelta(seconds=1),
+            )
 
     def _record_cycle(self, *, counted: bool = True) -> None:
         """Hand the cycle the engine recorded in the state DB to /healthz and /metrics."""
@@ -171,14 +237,7 @@ class Daemon:
         old: dict[signal.Signals, Any] = {}
         for signum in (signal.SIGTERM, signal.SIGINT):
             old[signum] = signal.signal(signum, self._on_signal)
-        self.scheduler.add_job(
-            self.cycle,
-            IntervalTrigger(seconds=self.every.total_seconds(), timezone=UTC),
-            id="sync",
-            max_instances=1,
-            coalesce=True,
-            next_run_time=datetime.now(UTC),
-        )
+        self.add_jobs()
         log.info("kit-sync running: a cycle every %s; stop with Ctrl+C", self.every)
         self.scheduler.start()
         try:

@@ -360,6 +360,16 @@ class State:
         r = self.db.execute("SELECT MAX(finished) AS f FROM cycles WHERE ok = 1").fetchone()
         return datetime.fromisoformat(r["f"]) if r and r["f"] else None
 
+    # --- small named values (the digest's last period) -----------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row["value"])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction():
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
     # --- sync tokens -------------------------------------------------------------------
 
     def get_token(self, key: str) -> str | None:
