@@ -63,7 +63,7 @@ class Entry:
             "notes": c.notes,
             "last_touch": None
             if last is None
-            else {"day": last.day.isoformat(), "how": touch_how(last.source), "note": last.note},
+            else {"day": last.day.isoformat(), "how": touch_how(last), "note": last.note},
         }
 
 
@@ -142,7 +142,7 @@ def _details(entry: Entry) -> list[str]:
         out.append("last touch: never")
     else:
         note = f" — {last.note}" if last.note else ""
-        out.append(f"last touch: {last.day} ({touch_how(last.source)}){note}")
+        out.append(f"last touch: {last.day} ({touch_how(last)}){note}")
     if c.notes:
         out.extend(line for line in c.notes.strip().splitlines() if line.strip())
     return out

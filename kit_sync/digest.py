@@ -87,7 +87,7 @@ class Digest:
                     "id": p.contact.id,
                     "name": p.contact.name,
                     "day": t.day.isoformat(),
-                    "how": touch_how(t.source),
+                    "how": touch_how(t),
                     "note": t.note,
                 }
                 for p, t in self.touched
@@ -163,7 +163,7 @@ def _sections(d: Digest) -> list[tuple[str, list[str]]]:
         overdue.append(f"{tier} ({len(people)})")
         overdue += [f"  {_who(p)} — {p.overdue_days(d.today)} days overdue" for p in people]
     touched = [
-        f"{p.contact.name} on {t.day:%a %d %b} — {touch_how(t.source)}"
+        f"{p.contact.name} on {t.day:%a %d %b} — {touch_how(t)}"
         + (f': "{t.note}"' if t.note else "")
         for p, t in d.touched
     ]

@@ -20,14 +20,16 @@ if TYPE_CHECKING:
     from kit_sync.engine import Engine
 
 
-def touch_how(source: str) -> str:
+def touch_how(touch: Touch) -> str:
     """How a touch came in, in words: a ticked task, the touch command, or detected
     by a touch source (sent mail, a meeting)."""
-    if source == "backend":
+    if touch.detected:
+        return f"detected: {touch.kind}"
+    if touch.source == "backend":
         return "task"
-    if source == "cli":
+    if touch.source == "cli":
         return "touch"
-    return f"detected: {source}"
+    return touch.source
 
 
 @dataclass(frozen=True)
