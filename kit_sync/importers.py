@@ -1095,4 +1095,5 @@ def _read_vcard(text: str, path: Path) -> Export:
             "export the contacts as vCard (.vcf) or choose another format"
         )
     cards = len(entries) + len({p.where for p in problems})
-    return Export(entries, problems, "vcard", cards, DateOrder(), has_last_seen="REV" in text)
+    dated = any("last_seen" in e.fields or "last_seen_error" in e.fields for e in entries)
+    return Export(entries, problems, "vcard", cards, DateOrder(), has_last_seen=dated)

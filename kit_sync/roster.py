@@ -680,8 +680,8 @@ def _warn_name_twins(persons: list[_Person], reports: list[FileReport]) -> None:
             continue
         reports[person.first.include].warnings.append(
             f"{person.first.where} {person.entry.name} has the same name as "
-            f"{other.first.where} (id {other.id}) but another primary email, so they are "
-            "two contacts; if they are one person, put both addresses on one entry"
+            f"{other.first.where} (id {other.id}) but not the same primary email, so they "
+            "are two contacts; if they are one person, put both addresses on one entry"
         )
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import codecs
+import tempfile
 from datetime import date
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kit_sync.errors import ConfigError
 from kit_sync.importers import RawEntry, RowProblem, read_export, read_roster_file
@@ -679,3 +682,33 @@ def test_last_seen_columns_and_vcard_rev(tmp_path: Path) -> None:
     vcard = read_export(card)
     assert (vcard.kind, vcard.rows, vcard.has_last_seen) == ("vcard", 1, True)
     assert vcard.entries[0].fields["last_seen"] == date(2024, 1, 5)
+
+
+_days = st.dates(min_value=date(1900, 1, 1), max_value=date(2030, 12, 31))
+
+
+@settings(max_examples=60)
+@given(st.lists(_days, min_size=1, max_size=20), st.sampled_from(["dmy", "mdy"]))
+def test_a_file_written_in_one_order_is_never_misread(days: list[date], order: str) -> None:
+    """Whatever the dates, a file from one machine is read right or flagged, never
+    read with day and month swapped."""
+    cells = [
+        f"{d.day}/{d.month}/{d.year}" if order == "dmy" else f"{d.month}/{d.day}/{d.year}"
+        for d in days
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write(
+            Path(tmp),
+            "p.csv",
+            "name,birthday\n" + "".join(f"P{i},{c}\n" for i, c in enumerate(cells)),
+        )
+        export = read_export(path)
+        assert read_export(path, date_order=order).problems == []  # the setting always works
+    settled = any(d.day > 12 for d in days)
+    read = {int(e.fields["name"][1:]): e.fields["birthday"] for e in export.entries}
+    for i, d in enumerate(days):
+        if i in read:
+            assert read[i] == d
+        else:  # flagged: only when it reads both ways and nothing settles the order
+            assert not settled and d.day != d.month and d.day <= 12
+    assert export.dates.order == (order if settled else None)

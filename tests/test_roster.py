@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 import textwrap
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kit_sync.app import load
 from kit_sync.cadence import Interval
@@ -539,3 +543,38 @@ def test_seen_within_checks_the_date_column_only_where_it_is_used(tmp_path: Path
         roster(
             tmp_path, "include:\n  - {path: people.csv, tier: wide, only: {seen_within: 1 year}}\n"
         )
+
+
+@settings(max_examples=40)
+@given(
+    st.lists(st.tuples(st.integers(0, 3), st.booleans(), st.booleans()), min_size=1, max_size=25),
+    st.randoms(use_true_random=False),
+)
+def test_identity_rules_hold_for_any_export(people: list[tuple[int, bool, bool]], rnd: Any) -> None:
+    """Each person: a family address index (shared secondary), whether the export
+    holds them twice (name in other case and accents), and whether they are also
+    written inline. Nobody is lost, merged with another person, or invented."""
+    rows, inline = [], []
+    for i, (family, twice, is_inline) in enumerate(people):
+        name, primary = f"Zoë Person{i}", f"p{i}@x.example"
+        rows.append(f"{name},{primary}; family{family}@home.example")
+        if twice:
+            rows.append(f"ZOE PERSON{i},{primary.upper()}")
+        if is_inline:
+            inline.append(f"  - {{name: {name}, email: {primary}, tier: inner}}")
+    rnd.shuffle(rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        (home / "people.csv").write_text("name,email\n" + "\n".join(rows) + "\n")
+        body = ("contacts:\n" + "\n".join(inline) + "\n" if inline else "") + (
+            "include:\n  - {path: people.csv, tier: wide}\n"
+        )
+        r = roster(home, body)
+    assert sorted(c.emails[0].lower() for c in r.contacts) == sorted(
+        f"p{i}@x.example" for i in range(len(people))
+    )
+    (report,) = r.reports
+    assert report.rows == len(rows)
+    assert report.kept + len(report.merged) + len(report.duplicates) == len(rows)
+    assert len(report.merged) == sum((1 + twice) for _, twice, is_inline in people if is_inline)
+    assert report.warnings == []
