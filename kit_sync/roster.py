@@ -95,6 +95,7 @@ class FileReport:
     merged: list[Merge] = field(default_factory=list)  # into inline entries
     duplicates: list[Merge] = field(default_factory=list)  # into another row
     skipped: list[str] = field(default_factory=list)  # "people.csv:4: message"
+    skipped_rows: set[str] = field(default_factory=set)  # "people.csv:4" (one per row)
     warnings: list[str] = field(default_factory=list)
     filter: str = ""  # "categories Network, VIP; seen within 2 years"
     problems: list[str] = field(default_factory=list)  # this file's share of the problems
@@ -105,7 +106,7 @@ class FileReport:
 
     @property
     def bad_rows(self) -> int:
-        return len({s.split(": ", 1)[0].split(" ", 1)[0] for s in self.skipped})
+        return len(self.skipped_rows)
 
     def summary(self) -> str:
         parts = [f"{self.rows} rows read", f"{self.kept} kept"]
@@ -141,6 +142,7 @@ class FileReport:
                 for m in self.duplicates
             ],
             "skipped": list(self.skipped),
+            "skipped_rows": self.bad_rows,
             "warnings": list(self.warnings),
             "added": [
                 {
@@ -342,7 +344,8 @@ def _read_include(
             and not wanted & {str(c).casefold() for c in categories}
         )
 
-    def bad(text: str) -> None:
+    def bad(row: str, text: str) -> None:
+        report.skipped_rows.add(row)
         report.skipped.append(text)
         if not skip_bad_rows:
             report.problems.append(
@@ -354,7 +357,7 @@ def _read_include(
         if excluded(rp.categories):
             filtered_rows.add(rp.where)
         else:
-            bad(f"{short(rp.where)}: {rp.message}")
+            bad(rp.where, f"{short(rp.where)}: {rp.message}")
 
     out: list[_Pending] = []
     for raw_entry in export.entries:
@@ -367,7 +370,7 @@ def _read_include(
         last_seen = fields.pop("last_seen", None)
         seen_error = fields.pop("last_seen_error", None)
         if seen_error and only.seen_within:
-            bad(f"{where}: {seen_error}")
+            bad(where, f"{where}: {seen_error}")
             continue
         fields["tags"] = list(dict.fromkeys([*(fields.get("tags") or []), *categories]))
         for key in ("tier", "every", "channel"):
@@ -381,7 +384,7 @@ def _read_include(
             entry = ContactEntry.model_validate(fields)
         except ValidationError as exc:
             for err in exc.errors(include_url=False):
-                bad(f"{where} {format_path(tuple(err['loc']))}: {_message(err)}")
+                bad(where, f"{where} {format_path(tuple(err['loc']))}: {_message(err)}")
             continue
         out.append(_Pending(entry, where, False, named, j, last_seen))
     report.filtered_out = len(filtered_rows)
@@ -600,7 +603,8 @@ def _conflict_reason(a: _Person, b: _Person) -> str:
 
 def _disambiguate(cid: str, person: _Person, taken: Mapping[str, Any], reserved: set[str]) -> str:
     candidates = []
-    if person.named and (name := slugify(person.entry.name)) and name not in cid:
+    name = slugify(person.entry.name) if person.named else ""
+    if name and cid != name and not cid.startswith(f"{name}-") and not cid.endswith(f"-{name}"):
         candidates.append(f"{cid}-{name}"[:100].rstrip("-"))
     candidates.extend(f"{cid[:96]}-{n}" for n in range(2, 10_000))
     for c in candidates:

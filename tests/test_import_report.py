@@ -137,7 +137,7 @@ def test_check_prints_the_per_file_counts_of_an_800_row_outlook_export(
         + f["pruned"]
         + len(f["merged"])
         + len(f["duplicates"])
-        + len(f["skipped"])
+        + f["skipped_rows"]
     )
 
 

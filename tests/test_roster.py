@@ -578,3 +578,14 @@ def test_identity_rules_hold_for_any_export(people: list[tuple[int, bool, bool]]
     assert report.kept + len(report.merged) + len(report.duplicates) == len(rows)
     assert len(report.merged) == sum((1 + twice) for _, twice, is_inline in people if is_inline)
     assert report.warnings == []
+
+
+def test_a_bad_row_counts_once_whatever_its_problems_and_file_name(tmp_path: Path) -> None:
+    (tmp_path / "My Contacts.csv").write_text(
+        "name,email,birthday\nAnn,ann@x.org,\n,,31/02/1980\nBo,not-an-address,\n"
+    )
+    r = roster(tmp_path, 'include:\n  - {path: "My Contacts.csv", tier: wide}\n', True)
+    (report,) = r.reports
+    assert len(report.skipped) == 3  # two problems on line 3, one on line 4
+    assert (report.rows, report.kept, report.bad_rows) == (3, 1, 2)
+    assert "2 skipped" in report.summary()
