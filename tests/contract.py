@@ -14,6 +14,7 @@ Every test states one promise the engine relies on.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -36,8 +37,13 @@ from kit_sync.model import (
 
 
 def new_task(
-    contact_id: str = "ann-lee", due: date = date(2026, 12, 14), seed: str = "1", **content: Any
+    contact_id: str = "ann-lee",
+    due: date = date(2026, 12, 14),
+    seed: str | None = None,
+    **content: Any,
 ) -> NewTask:
+    """A task to create. Each call gets its own UID: the test lists of one server share
+    an account, and a server may keep UIDs unique across the whole account (Cyrus)."""
     body = TaskContent(
         summary=content.get("summary", f"Keep in touch with {contact_id}"),
         description=content.get("description", "How: lunch\nEmail: ann@example.com"),
@@ -54,7 +60,7 @@ def new_task(
         from_uid=None,
         fingerprint=body.fingerprint,
     )
-    return NewTask(uid=make_uid(contact_id, seed), due=due, content=body, meta=meta)
+    return NewTask(uid=make_uid(contact_id, seed or uuid.uuid4().hex), due=due, content=body, meta=meta)
 
 
 def by_uid(backend: Any) -> dict[str, KitTask]:

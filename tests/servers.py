@@ -1,7 +1,9 @@
-"""Real CalDAV servers for the tests: Radicale and Xandikos, as subprocesses on
-127.0.0.1 and free ports, with their data in a temporary folder.
+"""Real CalDAV servers for the tests: Radicale, Xandikos and Cyrus IMAP, as
+subprocesses on 127.0.0.1 and free ports, with their data in a temporary folder.
 
-Both come from PyPI (the `test` extra). A server can be stopped, killed and started
+Radicale and Xandikos come from PyPI (the `test` extra); Cyrus (the server Fastmail
+runs, and the strictest of the three) from the Debian packages cyrus-imapd and
+cyrus-caldav, which scripts/test.sh installs. A server can be stopped, killed and started
 again on the same port and data, which the fault tests use. `Phone` is an
 independent client (plain httpx, not the caldav library kit-sync uses) that plays a
 phone app or a desktop client writing to the same task list.
@@ -10,13 +12,17 @@ phone app or a desktop client writing to the same task list.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +31,7 @@ from urllib.parse import unquote, urljoin
 import httpx
 import pytest
 
-KINDS = ("radicale", "xandikos")
+KINDS = ("radicale", "xandikos", "cyrus")
 
 MKCALENDAR = """<?xml version="1.0" encoding="utf-8"?>
 <C:mkcalendar xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">
@@ -238,11 +244,196 @@ class Xandikos(DavServer):
         ]
 
 
+CYRUS_BIN = Path("/usr/lib/cyrus/bin")
+
+
+def cyrus_installed() -> bool:
+    return (CYRUS_BIN / "master").exists() and (CYRUS_BIN / "httpd").exists()
+
+
+class Cyrus(DavServer):
+    """Cyrus IMAP with its CalDAV module (httpd), run by its own `master` process.
+
+    Everything lives in one folder with a generated imapd.conf/cyrus.conf; the user and
+    user is in a SASL password file made with `saslpasswd2`. Cyrus provisions a user's
+    calendar home only once their mailbox exists; the mailbox is made the way a mail
+    server makes it: Cyrus's own `deliver` hands a first message to its lmtpd, which
+    creates the INBOX (`autocreate_post`). No imapd: Debian's cyrus-imapd conflicts with
+    dovecot-imapd (both are an `imap-server`), which the IMAP touch-source tests need;
+    the CalDAV server is cyrus-caldav (httpd) on cyrus-common (master, lmtpd, deliver).
+    Cyrus never runs as root: started by root, it runs as the `cyrus` user the Debian
+    package made, in a folder that user owns.
+    """
+
+    kind = "cyrus"
+
+    def __init__(self, folder: Path, *, port: int | None = None) -> None:
+        super().__init__(folder, port=port)
+        self.runas: tuple[str, str] | None = None
+        if os.geteuid() == 0:
+            # pytest's temporary folders are private to root (0700): the cyrus user could
+            # not enter them. Its folder goes under /tmp instead and is removed with us.
+            self.runas = ("cyrus", "mail")
+            self.base = Path(tempfile.mkdtemp(prefix="kit-cyrus-"))
+            self.base.chmod(0o755)
+            weakref.finalize(self, shutil.rmtree, str(self.base), True)
+        else:
+            self.base = folder / "cyrus"
+        self.log = self.base / "server.log"
+        self.made = False
+
+    @property
+    def home(self) -> str:
+        return f"/dav/calendars/user/{self.user}/"
+
+    def _files(self) -> None:
+        base = self.base
+        for sub in ("conf/db", "conf/socket", "conf/proc", "conf/log", "spool"):
+            (base / sub).mkdir(parents=True, exist_ok=True)
+        user = self.runas[0] if self.runas else _whoami()
+        (base / "imapd.conf").write_text(
+            f"configdirectory: {base}/conf\n"
+            f"partition-default: {base}/spool\n"
+            "defaultpartition: default\n"
+            "servername: localhost\n"
+            f"cyrus_user: {user}\n"
+            "sasl_pwcheck_method: auxprop\n"
+            "sasl_auxprop_plugin: sasldb\n"
+            f"sasl_sasldb_path: {base}/sasldb2\n"
+            "sasl_mech_list: PLAIN\n"
+            # Basic auth over plain HTTP on 127.0.0.1 (tests only).
+            "allowplaintext: yes\n"
+            "httpmodules: caldav\n"
+            "unixhierarchysep: yes\n"
+            "caldav_create_default: no\n"
+            "caldav_create_attach: no\n"
+            # The first delivery to a user creates their mailbox (see provision()).
+            "autocreate_quota: 0\n"
+            "autocreate_post: yes\n"
+            f"lmtpsocket: {base}/conf/socket/lmtp\n"
+            f"idlesocket: {base}/conf/socket/idle\n"
+            f"notifysocket: {base}/conf/socket/notify\n"
+            "syslog_prefix: kit-cyrus\n"
+        )
+        (base / "cyrus.conf").write_text(self._services())
+        subprocess.run(
+            ["saslpasswd2", "-p", "-c", "-f", str(base / "sasldb2"), "-u", "localhost", self.user],
+            input=self.password.encode(),
+            check=True,
+            capture_output=True,
+        )
+        if self.runas:
+            subprocess.run(["chown", "-R", ":".join(self.runas), str(base)], check=True)
+
+    def _services(self) -> str:
+        conf = self.base / "imapd.conf"
+        return (
+            "START {\n"
+            f'  recover cmd="{CYRUS_BIN}/ctl_cyrusdb -C {conf} -r"\n'
+            "}\n"
+            "SERVICES {\n"
+            f'  lmtp cmd="{CYRUS_BIN}/lmtpd -C {conf}" listen="{self.base}/conf/socket/lmtp"'
+            " prefork=0\n"
+            f'  http cmd="{CYRUS_BIN}/httpd -C {conf}" listen="127.0.0.1:{self.port}"'
+            " prefork=0\n"
+            "}\n"
+            "EVENTS {\n}\n"
+            "DAEMON {\n}\n"
+        )
+
+    def command(self) -> list[str]:
+        base = self.base
+        return [
+            str(CYRUS_BIN / "master"),
+            "-D",  # stay in the foreground: this Popen is the master
+            "-C",
+            str(base / "imapd.conf"),
+            "-M",
+            str(base / "cyrus.conf"),
+            "-p",
+            str(base / "master.pid"),
+        ]
+
+    def start(self) -> DavServer:
+        if not self.made:
+            self._files()
+            self.made = True
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self.command(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=self.base,
+                **self._as_cyrus(),
+            )
+        wait_for_port(self.port, self.proc, self.log)
+        return self
+
+    def _signal_all(self, sig: int) -> None:
+        """The master and the httpd/imapd children it forked (one process group)."""
+        assert self.proc is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self._signal_all(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._signal_all(signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self._signal_all(signal.SIGKILL)  # a child that outlived its master
+        self.proc = None
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self._signal_all(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def _as_cyrus(self) -> dict[str, Any]:
+        if not self.runas:
+            return {}
+        return {"user": self.runas[0], "group": self.runas[1], "extra_groups": []}
+
+    def provision(self) -> None:
+        """The user's mailbox (a first delivery creates it); Cyrus then makes the
+        calendar home on the user's first DAV request."""
+        welcome = f"From: postmaster@localhost\r\nTo: {self.user}@localhost\r\n"
+        welcome += "Subject: welcome\r\n\r\nkit-sync tests\r\n"
+        done = subprocess.run(
+            [str(CYRUS_BIN / "deliver"), "-C", str(self.base / "imapd.conf"), "-a", self.user]
+            + [self.user],
+            input=welcome.encode(),
+            capture_output=True,
+            **self._as_cyrus(),
+        )
+        assert done.returncode == 0, done.stderr
+        with self.http() as http:
+            r = http.request("PROPFIND", urljoin(self.root, self.home), headers={"Depth": "0"})
+            assert r.status_code == 207, (r.status_code, r.text)
+
+
+def _whoami() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
 def make_server(kind: str, folder: Path, **kw: Any) -> DavServer:
-    cls: type[DavServer] = {"radicale": Radicale, "xandikos": Xandikos}[kind]
+    need(kind)
+    cls: type[DavServer] = {"radicale": Radicale, "xandikos": Xandikos, "cyrus": Cyrus}[kind]
     server = cls(folder, **kw)
-    server.start()
-    server.provision()
+    try:
+        server.start()
+        server.provision()
+    except BaseException:
+        server.stop()
+        raise
     return server
 
 
@@ -321,10 +512,22 @@ class Phone:
 _SHARED: dict[str, DavServer] = {}
 
 
+def need(kind: str) -> None:
+    """Skip when the server is not installed here, except in CI, where scripts/test.sh
+    installs all three and a missing one is a failure, not a silent skip."""
+    if kind == "cyrus":
+        if not cyrus_installed():
+            if os.environ.get("CI"):
+                pytest.fail("Cyrus is not installed: scripts/test.sh installs it")
+            pytest.skip("Cyrus is not installed (apt-get install cyrus-imapd cyrus-caldav)")
+        return
+    pytest.importorskip(kind)
+
+
 def shared(kind: str, request: pytest.FixtureRequest) -> DavServer:
     """The session's server of this kind, started on first use and stopped at the end
     of the session (the test modules share it; each test makes its own task list)."""
-    pytest.importorskip(kind)
+    need(kind)
     server = _SHARED.get(kind)
     if server is None or server.proc is None or server.proc.poll() is not None:
         factory = request.getfixturevalue("tmp_path_factory")

@@ -35,6 +35,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -60,6 +61,7 @@ from kit_sync.backends.caldav.transport import (
     VALID_SYNC_TOKEN,
     _body,
     _CollectionGone,
+    _conflict_href,
     _header,
     _lib,
     _parse_sync_report,
@@ -69,6 +71,7 @@ from kit_sync.backends.caldav.transport import (
     _SyncUnsupported,
     _TokenRejected,
     _translate,
+    _UidTakenElsewhere,
 )
 from kit_sync.errors import ConfigError
 from kit_sync.model import (
@@ -78,6 +81,7 @@ from kit_sync.model import (
     NewTask,
     Status,
     TaskChange,
+    make_uid,
 )
 
 log = logging.getLogger("kit_sync.caldav")
@@ -619,9 +623,7 @@ class CaldavBackend:
         except _lib().error.AuthorizationError as exc:
             pre = set(exc.preconditions)
             if pre & UID_CONFLICT:
-                raise AlreadyExists(
-                    f"another task on the server already has this UID ({href})"
-                ) from None
+                raise self._uid_conflict(href, exc.body) from None
             if exc.status == 403 and pre:
                 names = ", ".join(p.split("}")[-1] for p in pre)
                 raise ItemRejected(f"the server refused {href} (HTTP 403: {names})") from None
@@ -631,7 +633,11 @@ class CaldavBackend:
 
     def _fetch_one(self, href: str) -> tuple[bytes, str]:
         """GET one item: its data and strong ETag. Raises NotFound."""
-        response = self._send("GET", href, "", {"Accept": "text/calendar"})
+        # Not compressed: Cyrus marks the ETag of a gzip-encoded answer weak (W/"..."),
+        # rightly so for that encoding, and a weak ETag cannot go into If-Match.
+        response = self._send(
+            "GET", href, "", {"Accept": "text/calendar", "Accept-Encoding": "identity"}
+        )
         if response.status == 404:
             self._drop(href, None)
             raise NotFound(f"{href} is gone (deleted on another device?)")
@@ -652,18 +658,38 @@ class CaldavBackend:
             data, etag = self._fetch_one(href)
         return self._parse(href, etag, data)
 
+    def _uid_conflict(self, href: str, body: Any) -> AlreadyExists:
+        other = _conflict_href(body)
+        if other is not None and not _key(other).startswith(self._path):
+            return _UidTakenElsewhere(f"the UID of {href} is used in another task list ({other})")
+        return AlreadyExists(f"another task on the server already has this UID ({href})")
+
     def create_task(self, new: NewTask) -> KitTask:
+        try:
+            return self._create(new)
+        except _UidTakenElsewhere as exc:
+            # The same contact's task in another list of this account (an earlier
+            # list, a second kit-sync config) holds this UID. Our UIDs only need to be
+            # unique in this list; one derived from the list's path is, and stays the
+            # same on a retry, so a create after a crash still finds its first copy.
+            log.info("%s; using a UID for this list", exc)
+            own = make_uid(new.meta.contact_id, f"{new.uid}|{self._path}")
+            try:
+                return self._create(replace(new, uid=own))
+            except _UidTakenElsewhere as again:
+                raise AlreadyExists(str(again)) from None
+
+    def _create(self, new: NewTask) -> KitTask:
         self._ensure_connected()
         data = _lib().ical.new_vtodo(new, self.tz, self._clock())
         href = self._path + _file_name(new.uid)
         response = self._send("PUT", href, data, {**ICS, "If-None-Match": "*"})
         if response.status == 412:
             raise AlreadyExists(f"{href} already exists")
-        if (
-            response.status in (403, 409)
-            and set(_lib().error.parse_preconditions(_body(response))) & UID_CONFLICT
+        if response.status in (403, 409) and (
+            set(_lib().error.parse_preconditions(_body(response))) & UID_CONFLICT
         ):
-            raise AlreadyExists(f"another task on the server already has the UID {new.uid}")
+            raise self._uid_conflict(href, _body(response))
         if response.status not in (200, 201, 204):
             raise _status_error(response.status, _body(response), href, "create")
         etag = _strong(_header(response, "ETag"))

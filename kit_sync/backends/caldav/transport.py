@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kit_sync.backends.base import (
+    AlreadyExists,
     AuthFailed,
     BackendError,
     BackendUnavailable,
@@ -67,6 +68,28 @@ class _SyncUnsupported(Exception):
 
 class _CollectionGone(Exception):
     """The task list's URL answers 404 (deleted or moved on the server)."""
+
+
+class _UidTakenElsewhere(AlreadyExists):
+    """The server keeps UIDs unique across all of the account's calendars (Cyrus,
+    hence Fastmail, does: RFC 6638 `unique-scheduling-object-resource`), and this UID
+    is used in another task list: not a copy of ours in this list."""
+
+
+def _conflict_href(body: Any) -> str | None:
+    """The href a `no-uid-conflict` / `unique-scheduling-object-resource` error names
+    (RFC 4791 5.3.2.1, RFC 6638 3.2.4.1), if the server named one."""
+    if not body:
+        return None
+    try:
+        root = _lib().etree.fromstring(body if isinstance(body, bytes) else body.encode())
+    except Exception:
+        return None
+    for tag in UID_CONFLICT:
+        found = root.find(f".//{tag}/{{DAV:}}href")
+        if found is not None and found.text:
+            return str(found.text).strip()
+    return None
 
 
 def _retry_after(exc: Any) -> float | None:
