@@ -60,7 +60,8 @@ def new_task(
         from_uid=None,
         fingerprint=body.fingerprint,
     )
-    return NewTask(uid=make_uid(contact_id, seed or uuid.uuid4().hex), due=due, content=body, meta=meta)
+    uid = make_uid(contact_id, seed or uuid.uuid4().hex)
+    return NewTask(uid=uid, due=due, content=body, meta=meta)
 
 
 def by_uid(backend: Any) -> dict[str, KitTask]:

@@ -97,7 +97,8 @@ class DavServer:
     def command(self) -> list[str]:
         raise NotImplementedError
 
-    def auth(self) -> tuple[str, str] | None:
+    def auth(self, url: str | None = None) -> tuple[str, str] | None:
+        """The login for `url` (a task list made by new_collection), or the user's."""
         return (self.user, self.password)
 
     # --- process ------------------------------------------------------------------------
@@ -136,17 +137,21 @@ class DavServer:
 
     # --- collections --------------------------------------------------------------------
 
-    def http(self) -> httpx.Client:
+    def http(self, url: str | None = None) -> httpx.Client:
         import ssl
 
         verify: Any = ssl.create_default_context(cafile=str(self.tls[0])) if self.tls else True
-        return httpx.Client(auth=self.auth(), timeout=30, verify=verify)
+        return httpx.Client(auth=self.auth(url), timeout=30, verify=verify)
 
-    def new_collection(self, name: str | None = None) -> str:
+    def home_of(self, owner: str | None) -> str:
+        """Where a new task list goes: the user's home (`owner` matters on Cyrus)."""
+        return self.home
+
+    def new_collection(self, name: str | None = None, owner: str | None = None) -> str:
         """A fresh, empty VTODO task list; returns its URL."""
         slug = uuid.uuid4().hex[:12]
-        url = urljoin(self.root, self.home + slug + "/")
-        with self.http() as http:
+        url = urljoin(self.root, self.home_of(owner) + slug + "/")
+        with self.http(url) as http:
             r = http.request(
                 "MKCALENDAR",
                 url,
@@ -223,7 +228,7 @@ class Xandikos(DavServer):
     def home(self) -> str:
         return "/user/calendars/"
 
-    def auth(self) -> tuple[str, str] | None:
+    def auth(self, url: str | None = None) -> tuple[str, str] | None:
         return None  # Basic auth needs TLS on Xandikos; it runs open on 127.0.0.1 here
 
     def command(self) -> list[str]:
@@ -286,6 +291,48 @@ class Cyrus(DavServer):
     def home(self) -> str:
         return f"/dav/calendars/user/{self.user}/"
 
+    # Cyrus keeps UIDs unique across all of an account's calendars. Tests make a task
+    # list each and use the same contacts, so each list gets an account of its own
+    # (as a real user has one list): otherwise every test after the first would run
+    # into the UIDs of the ones before. `owner=` puts a list in a chosen account; the
+    # account-wide UID rule itself is tested that way.
+
+    def home_of(self, owner: str | None) -> str:
+        if owner is None:
+            owner = f"t{uuid.uuid4().hex[:10]}"
+            self.add_user(owner)
+        return f"/dav/calendars/user/{owner}/"
+
+    def auth(self, url: str | None = None) -> tuple[str, str] | None:
+        found = re.search(r"/dav/calendars/user/([^/]+)/", url or "")
+        return (found.group(1) if found else self.user, self.password)
+
+    def add_user(self, name: str) -> None:
+        """A user with the common password, their mailbox (a first delivery creates
+        it, see provision()) and their calendar home (made on their first request)."""
+        base = self.base
+        subprocess.run(
+            ["saslpasswd2", "-p", "-c", "-f", str(base / "sasldb2"), "-u", "localhost", name],
+            input=self.password.encode(),
+            check=True,
+            capture_output=True,
+            **self._as_cyrus(),
+        )
+        welcome = f"From: postmaster@localhost\r\nTo: {name}@localhost\r\n"
+        welcome += "Subject: welcome\r\n\r\nkit-sync tests\r\n"
+        deliver = [str(CYRUS_BIN / "deliver"), "-C", str(base / "imapd.conf")]
+        done = subprocess.run(
+            [*deliver, "-a", name, name],
+            input=welcome.encode(),
+            capture_output=True,
+            **self._as_cyrus(),
+        )
+        assert done.returncode == 0, done.stderr
+        home = f"/dav/calendars/user/{name}/"
+        with self.http(urljoin(self.root, home)) as http:
+            r = http.request("PROPFIND", urljoin(self.root, home), headers={"Depth": "0"})
+            assert r.status_code == 207, (r.status_code, r.text)
+
     def _files(self) -> None:
         base = self.base
         for sub in ("conf/db", "conf/socket", "conf/proc", "conf/log", "spool"):
@@ -316,12 +363,6 @@ class Cyrus(DavServer):
             "syslog_prefix: kit-cyrus\n"
         )
         (base / "cyrus.conf").write_text(self._services())
-        subprocess.run(
-            ["saslpasswd2", "-p", "-c", "-f", str(base / "sasldb2"), "-u", "localhost", self.user],
-            input=self.password.encode(),
-            check=True,
-            capture_output=True,
-        )
         if self.runas:
             subprocess.run(["chown", "-R", ":".join(self.runas), str(base)], check=True)
 
@@ -401,21 +442,7 @@ class Cyrus(DavServer):
         return {"user": self.runas[0], "group": self.runas[1], "extra_groups": []}
 
     def provision(self) -> None:
-        """The user's mailbox (a first delivery creates it); Cyrus then makes the
-        calendar home on the user's first DAV request."""
-        welcome = f"From: postmaster@localhost\r\nTo: {self.user}@localhost\r\n"
-        welcome += "Subject: welcome\r\n\r\nkit-sync tests\r\n"
-        done = subprocess.run(
-            [str(CYRUS_BIN / "deliver"), "-C", str(self.base / "imapd.conf"), "-a", self.user]
-            + [self.user],
-            input=welcome.encode(),
-            capture_output=True,
-            **self._as_cyrus(),
-        )
-        assert done.returncode == 0, done.stderr
-        with self.http() as http:
-            r = http.request("PROPFIND", urljoin(self.root, self.home), headers={"Depth": "0"})
-            assert r.status_code == 207, (r.status_code, r.text)
+        self.add_user(self.user)
 
 
 def _whoami() -> str:
@@ -456,7 +483,7 @@ class Phone:
     def __init__(self, server: DavServer, collection: str) -> None:
         self.server = server
         self.collection = collection
-        self.http = server.http()
+        self.http = server.http(collection)
 
     def close(self) -> None:
         self.http.close()
@@ -542,7 +569,7 @@ def caldav_config(server: DavServer, url: str | None = None, **extra: Any) -> An
     from kit_sync.config import CaldavConfig
 
     data: dict[str, Any] = {"type": "caldav", "url": url or server.root, "timeout": 10}
-    auth = server.auth()
+    auth = server.auth(url)
     if auth is not None:
         data.update(username=auth[0], password=auth[1])
     elif server.kind == "xandikos":
@@ -598,7 +625,7 @@ class Kit:
 
     def backend_section(self) -> dict[str, Any]:
         section: dict[str, Any] = {"type": "caldav", "url": self.collection, "timeout": 10}
-        auth = self.server.auth()
+        auth = self.server.auth(self.collection)
         if auth is not None:
             section.update(username=auth[0], password=auth[1])
         section.update(self.backend_extra)

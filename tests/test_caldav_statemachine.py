@@ -95,7 +95,7 @@ class CaldavMachine(RuleBasedStateMachine):
 
     def write_config(self) -> None:
         backend: dict[str, Any] = {"type": "caldav", "url": self.collection, "timeout": 10}
-        auth = self.server.auth()
+        auth = self.server.auth(self.collection)
         if auth:
             backend.update(username=auth[0], password=auth[1])
         config = {

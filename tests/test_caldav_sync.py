@@ -228,7 +228,7 @@ def backend_for(server: DavServer, **config: Any) -> CaldavBackend:
 
 def test_server_root_and_task_list_name(server: DavServer) -> None:
     name = f"Friends {datetime.now().timestamp()}"
-    url = server.new_collection(name)
+    url = server.new_collection(name, owner=server.user)  # the user who logs in at the root
     backend = backend_for(server, url=server.root, task_list=name)
     try:
         assert backend.fetch_listing().tasks == []
@@ -265,7 +265,7 @@ def test_missing_task_list_is_a_clear_error_or_created(server: DavServer) -> Non
 
 def test_url_of_an_event_calendar_is_refused(server: DavServer) -> None:
     url = server.new_collection()
-    with server.http() as http:
+    with server.http(url) as http:
         events = url.rstrip("/") + "-events/"
         r = http.request(
             "MKCALENDAR",
@@ -285,7 +285,7 @@ def test_url_of_an_event_calendar_is_refused(server: DavServer) -> None:
 
 def test_task_list_deleted_on_the_server(kit: Kit, server: DavServer) -> None:
     one_shot(kit)
-    with server.http() as http:
+    with server.http(kit.collection) as http:
         assert http.delete(kit.collection).status_code in (200, 204)
     done = kit.cli("sync")
     assert done.returncode == 3, done.stderr

@@ -357,6 +357,29 @@ class CaldavBackend:
             {str(c).upper() for c in comps} if isinstance(comps, list) else set(),
         )
 
+    def _principal(self) -> Any:
+        """The logged-in user's principal (RFC 5397 current-user-principal at the URL).
+
+        A server that lets anyone read its root (Cyrus does) never answers 401 there,
+        so with auth: auto no credentials were sent and the principal comes back as
+        "unauthenticated": then log in with Basic (the only scheme that needs no
+        challenge) and ask again, rather than taking the root for the principal."""
+        from caldav.davobject import DAVObject
+        from caldav.lib.url import URL
+
+        client = self._client
+        cup = DAVObject(client=client, url=self.url).get_property(_lib().dav.CurrentUserPrincipal())
+        if cup is None and client.auth is None and self.config.username:
+            client.auth_type = "basic"
+            client.build_auth_object(["basic"])
+            cup = DAVObject(client=client, url=self.url).get_property(
+                _lib().dav.CurrentUserPrincipal()
+            )
+        if cup is None:
+            return client.principal()  # the library's fallback: the URL itself
+        principal = client.principal(url=URL.objectify(self.url).join(URL.objectify(cup)))
+        return principal
+
     def _discover(self) -> str:
         """The task list's URL: config.url itself when it is a calendar, else the
         principal's calendar named task_list (created when allowed)."""
@@ -370,7 +393,7 @@ class CaldavBackend:
                 )
             return self.url
         try:
-            principal = self._client.principal()
+            principal = self._principal()
             calendars = principal.calendars()
             lists = []
             for cal in calendars:
