@@ -12,17 +12,23 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[test]"
 
-# Real servers the tests start on 127.0.0.1: Dovecot IMAP (the imap touch source).
-# A Debian package, not on PyPI: installed with apt-get when missing (as root, as CI
-# runs); without root, install it yourself: sudo apt-get install dovecot-imapd.
-if ! command -v dovecot >/dev/null 2>&1 && [ ! -x /usr/sbin/dovecot ]; then
+# Real servers the tests start on 127.0.0.1 that are Debian packages, not on PyPI:
+# Dovecot IMAP (the imap touch source) and Cyrus's CalDAV server (cyrus-caldav on
+# cyrus-common, with sasl2-bin for its password file; not cyrus-imapd, which conflicts
+# with dovecot-imapd). Installed with apt-get when missing (as root, as CI runs);
+# without root, install them yourself: sudo apt-get install <the packages named below>.
+missing=()
+[ -x /usr/sbin/dovecot ] || command -v dovecot >/dev/null 2>&1 || missing+=(dovecot-imapd)
+[ -x /usr/lib/cyrus/bin/httpd ] || missing+=(cyrus-caldav)
+command -v saslpasswd2 >/dev/null 2>&1 || missing+=(sasl2-bin)
+if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "== installing dovecot-imapd"
+        echo "== installing ${missing[*]}"
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-            dovecot-imapd >/dev/null
+            "${missing[@]}" >/dev/null
     else
-        echo "dovecot-imapd is missing; the IMAP tests need it (apt-get install dovecot-imapd)" >&2
+        echo "missing ${missing[*]}; the IMAP/Cyrus tests need them (apt-get install ${missing[*]})" >&2
     fi
 fi
 

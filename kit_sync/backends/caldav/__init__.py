@@ -377,8 +377,7 @@ class CaldavBackend:
             )
         if cup is None:
             return client.principal()  # the library's fallback: the URL itself
-        principal = client.principal(url=URL.objectify(self.url).join(URL.objectify(cup)))
-        return principal
+        return client.principal(url=URL.objectify(self.url).join(URL.objectify(str(cup))))
 
     def _discover(self) -> str:
         """The task list's URL: config.url itself when it is a calendar, else the
