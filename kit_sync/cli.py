@@ -293,6 +293,8 @@ def sync(
                 _echo(f"would record touch: {touch.contact_id} on {touch.day}")
             for line in result.problems:
                 _echo(f"problem: {line}")
+            for line in result.plan.warnings:
+                _echo(f"warning: {line}")
             _echo("dry run: " + _counts_line(result.counts) + " (nothing written)")
             _raise_source_failures(result.source_failures)
             return

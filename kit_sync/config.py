@@ -37,7 +37,7 @@ from kit_sync.errors import ConfigError
 from kit_sync.logs import register_secret
 from kit_sync.model import Channel, RemovalPolicy, Wording
 from kit_sync.schedule import Policy
-from kit_sync.yamlsrc import Located, Path_, format_path, read_yaml_file
+from kit_sync.yamlsrc import Located, Path_, YamlBoundsError, format_path, read_yaml_file
 
 DEFAULT_LOCATIONS = ("./kit-sync.yaml", "~/.config/kit-sync/config.yaml")
 
@@ -1036,6 +1036,11 @@ def load_config(path: Path, environ: dict[str, str] | None = None) -> tuple[Conf
     except UnicodeDecodeError as exc:
         raise ConfigError(
             f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
+    except YamlBoundsError as exc:
+        where = f"{path.name}:{exc.problem_mark.line + 1}" if exc.problem_mark else path.name
+        raise ConfigError(
+            "the config file cannot be read safely", [f"{where}: {exc.problem}"]
         ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

@@ -37,7 +37,7 @@ from kit_sync.model import (
     TaskChange,
     Touch,
 )
-from kit_sync.plan import Action, Inputs, Kind, Plan, build_plan
+from kit_sync.plan import Action, Inputs, Kind, Plan, build_plan, future_stamp
 from kit_sync.state import SeenTask, State
 from kit_sync.touches.runner import Poll, SourceRunner
 
@@ -125,7 +125,9 @@ class Engine:
         seen = self.state.seen()
         completion_seen: dict[str, datetime] = {}
         for t in listing.tasks:
-            if t.status is Status.COMPLETED and t.completed is None:
+            if t.status is Status.COMPLETED and (
+                t.completed is None or future_stamp(t, now, self.tz)
+            ):
                 prior = seen.get(t.uid)
                 completion_seen[t.uid] = (
                     prior.completed_seen if prior and prior.completed_seen else now

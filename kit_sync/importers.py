@@ -84,6 +84,7 @@ from pathlib import Path
 from typing import Any
 
 from kit_sync.errors import ConfigError
+from kit_sync.files import MAX_ROSTER_BYTES, UnreadableFile, read_regular
 
 __all__ = [
     "DATE_ORDERS",
@@ -175,7 +176,9 @@ def read_export(path: Path, fmt: str = "auto", date_order: str | None = None) ->
 
 def _read_bytes(path: Path) -> bytes:
     try:
-        return path.read_bytes()
+        return read_regular(path, MAX_ROSTER_BYTES)
+    except UnreadableFile as e:
+        raise ConfigError(f"{path}: {e}; name a CSV or vCard file") from None
     except FileNotFoundError:
         raise ConfigError(f"{path}: roster file not found; check the path") from None
     except IsADirectoryError:

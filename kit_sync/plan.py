@@ -18,6 +18,7 @@ Removed or paused contacts have their open tasks cancelled (or deleted).
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
@@ -96,7 +97,14 @@ class Plan:
     touches: list[Touch] = field(default_factory=list)  # new touches to journal
     retracted: list[str] = field(default_factory=list)  # touch source_uids to remove
     skipped: list[str] = field(default_factory=list)  # contacts left alone, with why
-    warnings: list[str] = field(default_factory=list)  # e.g. weeks over capacity
+    warnings: list[str] = field(default_factory=list)  # e.g. weeks over capacity, odd data
+
+    def extend(self, other: Plan) -> None:
+        self.actions += other.actions
+        self.touches += other.touches
+        self.retracted += other.retracted
+        self.skipped += other.skipped
+        self.warnings += other.warnings
 
     def counts(self) -> dict[str, int]:
         out = {k.value: 0 for k in Kind}
@@ -122,6 +130,16 @@ class Inputs:
     blocked: frozenset[str] = frozenset()
     # open tasks seen at the previous listing, uid -> contact (tells "deleted on a device")
     previously_open: dict[str, str] = field(default_factory=dict)
+
+
+#: Control characters no task may carry (NUL ends a C string in some clients; the
+#: others are not allowed in iCalendar text). Line breaks and tabs stay.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def printable(text: str) -> str:
+    """`text` without control characters (a NUL pasted into a roster cell, ...)."""
+    return _CONTROL.sub("", text)
 
 
 def render(contact: Contact, last_touch: date | None, wording: Wording) -> TaskContent:
@@ -158,11 +176,36 @@ def render(contact: Contact, last_touch: date | None, wording: Wording) -> TaskC
     if wording.tier_category and contact.tier and contact.tier not in categories:
         categories.append(contact.tier)
     return TaskContent(
-        summary=summary,
-        description="\n".join(lines),
-        categories=tuple(categories),
+        summary=printable(summary),
+        description=printable("\n".join(lines)),
+        categories=tuple(printable(c) for c in categories),
         priority=contact.priority,
         alarm=wording.alarm,
+    )
+
+
+def stamp_day(task: KitTask, now: datetime, tz: ZoneInfo) -> date | None:
+    """The local day of the task's COMPLETED stamp when it can be believed.
+
+    None when there is no stamp, when it cannot be placed on a calendar (year 9999
+    in another zone) or when it is later than today: a phone with a wrong clock
+    must not push a contact's schedule years out. Such a completion counts for the
+    day kit-sync first saw it, like one without a stamp."""
+    if task.completed is None:
+        return None
+    try:
+        day = local_day(task.completed, tz)
+    except (OverflowError, ValueError):
+        return None
+    return day if day <= today(now, tz) else None
+
+
+def future_stamp(task: KitTask, now: datetime, tz: ZoneInfo) -> bool:
+    """A completed task whose COMPLETED stamp is not believable (see `stamp_day`)."""
+    return (
+        task.status is Status.COMPLETED
+        and task.completed is not None
+        and stamp_day(task, now, tz) is None
     )
 
 
@@ -172,8 +215,9 @@ def touch_day_of(task: KitTask, inputs: Inputs, successor_anchor: dict[str, date
         # Already regenerated: the successor recorded the day we used. Stable even
         # when the completion had no stamp and the state DB was lost.
         return successor_anchor[task.uid]
-    if task.completed is not None:
-        return local_day(task.completed, inputs.tz)
+    day = stamp_day(task, inputs.now, inputs.tz)
+    if day is not None:
+        return day
     seen = inputs.completion_seen.get(task.uid, inputs.now)
     return local_day(seen, inputs.tz)
 
@@ -184,13 +228,17 @@ def completion_stamp(task: KitTask, day: date, inputs: Inputs) -> datetime:
     if (
         isinstance(stamp, datetime)
         and stamp.tzinfo is not None
-        and local_day(stamp, inputs.tz) == day
+        and stamp_day(task, inputs.now, inputs.tz) == day
     ):
         return stamp
     seen = inputs.completion_seen.get(task.uid)
     if seen is not None and local_day(seen, inputs.tz) == day:
         return seen
     return datetime.combine(day, time(12), tzinfo=inputs.tz)
+
+
+def _show(stamp: datetime | date | None) -> str:
+    return stamp.isoformat() if stamp is not None else "none"
 
 
 def _pick_keeper(opens: list[KitTask]) -> KitTask:
@@ -207,168 +255,191 @@ def build_plan(inputs: Inputs) -> Plan:
     journal_by_contact: dict[str, list[Touch]] = defaultdict(list)
     for touch in inputs.journal:
         journal_by_contact[touch.contact_id].append(touch)
-    day_now = today(inputs.now, inputs.tz)
 
     for cid in sorted(set(by_contact) | {c.id for c in inputs.roster.contacts}):
-        if cid in inputs.blocked:
-            plan.skipped.append(f"{cid}: an item on the backend for this contact is unreadable")
+        one = Plan()
+        try:
+            _plan_contact(one, cid, by_contact.get(cid, []), journal_by_contact[cid], inputs)
+        except Exception as exc:
+            # Whatever a backend holds (a date at the end of the calendar, a field no
+            # client should write) stops at most this one contact, never the cycle.
+            why = f"{cid}: cannot plan this contact ({type(exc).__name__}: {exc}); left alone"
+            plan.skipped.append(why)
+            plan.warnings.append(why)
             continue
-        contact = inputs.roster.get(cid)
-        tasks = by_contact.get(cid, [])
-        opens = [t for t in tasks if t.status is Status.OPEN]
-
-        # Undone completion: the completed task was reopened after we regenerated it.
-        open_uids = {t.uid for t in opens}
-        retracted = set()
-        for t in list(opens):
-            if t.meta.from_uid and t.meta.from_uid in open_uids:
-                retracted.add(t.meta.from_uid)
-                plan.retracted.append(t.meta.from_uid)
-                # A completion kit-sync made for a detected touch, undone by the
-                # user: that touch is withdrawn too, or the next sync would redo it.
-                for x in journal_by_contact.get(cid, []):
-                    if x.detected and x.day == t.meta.anchor:
-                        retracted.add(x.source_uid)
-                        plan.retracted.append(x.source_uid)
-                plan.actions.append(
-                    _cancel(
-                        t,
-                        inputs,
-                        f"the completion of {t.meta.from_uid} was undone on a device",
-                        delete=False,
-                    )
-                )
-                opens.remove(t)
-
-        # Touches: journal + completions on the backend (rule 3: journal survives purges).
-        successor_anchor = {
-            t.meta.from_uid: t.meta.anchor for t in tasks if t.meta.from_uid and t.meta.anchor
-        }
-        known = {x.source_uid for x in journal_by_contact.get(cid, [])}
-        days: list[tuple[date, str]] = [
-            (x.day, x.source_uid) for x in journal_by_contact[cid] if x.source_uid not in retracted
-        ]
-        detected = [
-            x for x in journal_by_contact[cid] if x.detected and x.source_uid not in retracted
-        ]
-        # A task kit-sync completed for a detected touch is that touch, not a second
-        # one (also when the state file was lost and the source found it again).
-        detected_days = {x.day for x in detected}
-        for t in tasks:
-            if t.status is not Status.COMPLETED:
-                continue
-            day = touch_day_of(t, inputs, successor_anchor)
-            if t.uid not in known and day not in detected_days:
-                plan.touches.append(Touch(cid, day, "backend", t.uid))
-                days.append((day, t.uid))
-        last, last_source = max(days) if days else (None, None)
-
-        for t in tasks:
-            if t.status is not Status.COMPLETED or not (t.recurring or t.completed is None):
-                continue
-            day = touch_day_of(t, inputs, successor_anchor)
-            if t.recurring:
-                # A client completed a task the user made repeating, but the item may
-                # still show as open on the phone (an override, a due moved in place):
-                # keep it as a plain completed task, as history (kit-sync regenerates).
-                why = f"completed on {day} as a repeating task; kept as a plain completed task"
-            else:
-                # Completed without a COMPLETED stamp: write down the day we counted,
-                # so it survives a lost state file.
-                why = f"completed without a date; recorded as {day}"
-            plan.actions.append(
-                Action(
-                    Kind.UPDATE,
-                    cid,
-                    why,
-                    task=t,
-                    change=TaskChange(
-                        status=Status.COMPLETED, completed_at=completion_stamp(t, day, inputs)
-                    ),
-                )
-            )
-
-        if contact is None or contact.paused:
-            why = "paused in the roster" if contact else "no longer in the roster"
-            for t in opens:
-                plan.actions.append(
-                    _cancel(t, inputs, why, delete=inputs.wording.on_remove is RemovalPolicy.DELETE)
-                )
-            continue
-
-        completed_uids = {t.uid for t in tasks if t.status is Status.COMPLETED}
-        from_uid = last_source if last_source in completed_uids else None
-        if from_uid is None and last in detected_days:
-            # The task kit-sync completed for that detected touch (a cycle stopped
-            # before its successor was created): regenerate from it.
-            from_uid = next(
-                (
-                    t.uid
-                    for t in sorted(tasks, key=lambda t: t.uid)
-                    if t.status is Status.COMPLETED
-                    and touch_day_of(t, inputs, successor_anchor) == last
-                ),
-                None,
-            )
-        content = render(contact, last, inputs.wording)
-
-        found = _detected_completion(opens, detected, last, inputs)
-        if found is not None:
-            plan.actions += _complete_detected(contact, tasks, opens, *found, inputs)
-            continue
-
-        if not opens:
-            if last is not None:
-                anchor, kind = last, AnchorKind.TOUCH
-            else:
-                anchor, kind = inputs.first_seen.get(cid, day_now), AnchorKind.NEW
-            due = planned_due(anchor, kind is AnchorKind.NEW, cid, contact.every, inputs.rules)
-            request = _request(contact, due, anchor, inputs)
-            existing_uids = {t.uid for t in tasks}
-            n = len(tasks)
-            uid = make_uid(cid, f"{from_uid or ''}|{anchor}|{kind}|{n}")
-            while uid in existing_uids:
-                n += 1
-                uid = make_uid(cid, f"{from_uid or ''}|{anchor}|{kind}|{n}")
-            meta = KitMeta(cid, anchor, kind, contact.every.iso, due, from_uid, content.fingerprint)
-            vanished = [
-                u for u, c in inputs.previously_open.items() if c == cid and u not in existing_uids
-            ]
-            if vanished:
-                # Checked first: a regenerated task deleted on the phone leaves its
-                # completed predecessor behind, and is still a deletion to report.
-                action_kind, reason = (
-                    Kind.CREATE,
-                    "its open task was deleted on a device; recreated",
-                )
-            elif from_uid is not None and not any(t.meta.from_uid == from_uid for t in tasks):
-                action_kind, reason = Kind.REGENERATE, f"completed on {last}"
-            elif tasks:
-                action_kind, reason = Kind.CREATE, "no open task left; recreated"
-            else:
-                action_kind, reason = Kind.CREATE, "new contact"
-            plan.actions.append(
-                Action(
-                    action_kind,
-                    cid,
-                    reason,
-                    new=NewTask(uid, due, content, meta),
-                    to_place=request,
-                )
-            )
-            continue
-
-        keeper = _pick_keeper(opens)
-        for t in opens:
-            if t is not keeper:
-                plan.actions.append(
-                    _cancel(t, inputs, "a second open task for the same contact", delete=False)
-                )
-        change = _refresh(keeper, contact, content, last, from_uid, inputs)
-        if change is not None:
-            plan.actions.append(change)
+        plan.extend(one)
     place_due_dates(plan, inputs)
     return plan
+
+
+def _plan_contact(
+    plan: Plan, cid: str, tasks: list[KitTask], journal: list[Touch], inputs: Inputs
+) -> None:
+    """The actions and touches of one contact (or of a task whose contact is gone)."""
+    day_now = today(inputs.now, inputs.tz)
+    if cid in inputs.blocked:
+        plan.skipped.append(f"{cid}: an item on the backend for this contact is unreadable")
+        return
+    contact = inputs.roster.get(cid)
+    opens = [t for t in tasks if t.status is Status.OPEN]
+
+    # Undone completion: the completed task was reopened after we regenerated it.
+    open_uids = {t.uid for t in opens}
+    retracted = set()
+    for t in list(opens):
+        if t.meta.from_uid and t.meta.from_uid in open_uids:
+            retracted.add(t.meta.from_uid)
+            plan.retracted.append(t.meta.from_uid)
+            # A completion kit-sync made for a detected touch, undone by the
+            # user: that touch is withdrawn too, or the next sync would redo it.
+            for x in journal:
+                if x.detected and x.day == t.meta.anchor:
+                    retracted.add(x.source_uid)
+                    plan.retracted.append(x.source_uid)
+            plan.actions.append(
+                _cancel(
+                    t,
+                    inputs,
+                    f"the completion of {t.meta.from_uid} was undone on a device",
+                    delete=False,
+                )
+            )
+            opens.remove(t)
+
+    # Touches: journal + completions on the backend (rule 3: journal survives purges).
+    successor_anchor = {
+        t.meta.from_uid: t.meta.anchor for t in tasks if t.meta.from_uid and t.meta.anchor
+    }
+    known = {x.source_uid for x in journal}
+    days: list[tuple[date, str]] = [
+        (x.day, x.source_uid) for x in journal if x.source_uid not in retracted
+    ]
+    detected = [x for x in journal if x.detected and x.source_uid not in retracted]
+    # A task kit-sync completed for a detected touch is that touch, not a second
+    # one (also when the state file was lost and the source found it again).
+    detected_days = {x.day for x in detected}
+    for t in tasks:
+        if t.status is not Status.COMPLETED:
+            continue
+        day = touch_day_of(t, inputs, successor_anchor)
+        if t.uid not in known and day not in detected_days:
+            plan.touches.append(Touch(cid, day, "backend", t.uid))
+            days.append((day, t.uid))
+    last, last_source = max(days) if days else (None, None)
+
+    for t in tasks:
+        future = future_stamp(t, inputs.now, inputs.tz)
+        if t.status is not Status.COMPLETED or not (t.recurring or t.completed is None or future):
+            continue
+        day = touch_day_of(t, inputs, successor_anchor)
+        if future:
+            # A phone with a wrong clock (or a stamp in year 9999): the day kit-sync
+            # first saw the completion counts, and is written down so it stays put.
+            why = f"completed with a stamp in the future ({_show(t.completed)}); recorded as {day}"
+            plan.warnings.append(
+                f"{t.href}: the task of {cid} is completed with a stamp in the future "
+                f"({_show(t.completed)}; is that device's clock wrong?); counted as {day}"
+            )
+        elif t.recurring:
+            # A client completed a task the user made repeating, but the item may
+            # still show as open on the phone (an override, a due moved in place):
+            # keep it as a plain completed task, as history (kit-sync regenerates).
+            why = f"completed on {day} as a repeating task; kept as a plain completed task"
+        else:
+            # Completed without a COMPLETED stamp: write down the day we counted,
+            # so it survives a lost state file.
+            why = f"completed without a date; recorded as {day}"
+        plan.actions.append(
+            Action(
+                Kind.UPDATE,
+                cid,
+                why,
+                task=t,
+                change=TaskChange(
+                    status=Status.COMPLETED, completed_at=completion_stamp(t, day, inputs)
+                ),
+            )
+        )
+
+    if contact is None or contact.paused:
+        why = "paused in the roster" if contact else "no longer in the roster"
+        for t in opens:
+            plan.actions.append(
+                _cancel(t, inputs, why, delete=inputs.wording.on_remove is RemovalPolicy.DELETE)
+            )
+        return
+
+    completed_uids = {t.uid for t in tasks if t.status is Status.COMPLETED}
+    from_uid = last_source if last_source in completed_uids else None
+    if from_uid is None and last in detected_days:
+        # The task kit-sync completed for that detected touch (a cycle stopped
+        # before its successor was created): regenerate from it.
+        from_uid = next(
+            (
+                t.uid
+                for t in sorted(tasks, key=lambda t: t.uid)
+                if t.status is Status.COMPLETED
+                and touch_day_of(t, inputs, successor_anchor) == last
+            ),
+            None,
+        )
+    content = render(contact, last, inputs.wording)
+
+    found = _detected_completion(opens, detected, last, inputs)
+    if found is not None:
+        plan.actions += _complete_detected(contact, tasks, opens, *found, inputs)
+        return
+
+    if not opens:
+        if last is not None:
+            anchor, kind = last, AnchorKind.TOUCH
+        else:
+            anchor, kind = inputs.first_seen.get(cid, day_now), AnchorKind.NEW
+        due = planned_due(anchor, kind is AnchorKind.NEW, cid, contact.every, inputs.rules)
+        request = _request(contact, due, anchor, inputs)
+        existing_uids = {t.uid for t in tasks}
+        n = len(tasks)
+        uid = make_uid(cid, f"{from_uid or ''}|{anchor}|{kind}|{n}")
+        while uid in existing_uids:
+            n += 1
+            uid = make_uid(cid, f"{from_uid or ''}|{anchor}|{kind}|{n}")
+        meta = KitMeta(cid, anchor, kind, contact.every.iso, due, from_uid, content.fingerprint)
+        vanished = [
+            u for u, c in inputs.previously_open.items() if c == cid and u not in existing_uids
+        ]
+        if vanished:
+            # Checked first: a regenerated task deleted on the phone leaves its
+            # completed predecessor behind, and is still a deletion to report.
+            action_kind, reason = (
+                Kind.CREATE,
+                "its open task was deleted on a device; recreated",
+            )
+        elif from_uid is not None and not any(t.meta.from_uid == from_uid for t in tasks):
+            action_kind, reason = Kind.REGENERATE, f"completed on {last}"
+        elif tasks:
+            action_kind, reason = Kind.CREATE, "no open task left; recreated"
+        else:
+            action_kind, reason = Kind.CREATE, "new contact"
+        plan.actions.append(
+            Action(
+                action_kind,
+                cid,
+                reason,
+                new=NewTask(uid, due, content, meta),
+                to_place=request,
+            )
+        )
+        return
+
+    keeper = _pick_keeper(opens)
+    for t in opens:
+        if t is not keeper:
+            plan.actions.append(
+                _cancel(t, inputs, "a second open task for the same contact", delete=False)
+            )
+    change = _refresh(keeper, contact, content, last, from_uid, inputs)
+    if change is not None:
+        plan.actions.append(change)
 
 
 def _request(contact: Contact, nominal: date, anchor: date, inputs: Inputs) -> Request:

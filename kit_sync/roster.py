@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from dateutil.relativedelta import relativedelta
 from pydantic import ValidationError
@@ -166,6 +167,30 @@ class LoadedRoster(Roster):
     """The roster with what each included file gave (`kit-sync check` shows it)."""
 
     reports: list[FileReport] = field(default_factory=list)  # one per include, in order
+
+
+#: Longest id: it goes into every task's UID and file name (255 bytes at most).
+MAX_ID_LENGTH = 120
+
+
+def id_problem(cid: str) -> str | None:
+    """Why `cid` cannot be a contact id, or None when it can.
+
+    The id goes into task UIDs and file names percent-encoded: a control character
+    (a newline) or a very long id would fail every write for that contact."""
+    if not cid.isprintable():
+        return (
+            f"{cid!r} holds a control character (a line break, tab or NUL); "
+            "write the id on one line with letters, digits and punctuation"
+        )
+    encoded = len(quote(cid, safe=""))
+    if len(cid) > MAX_ID_LENGTH or encoded > MAX_ID_LENGTH * 3 // 2:
+        return (
+            f"'{cid[:40]}...' is {len(cid)} characters long; an id may have at most "
+            f"{MAX_ID_LENGTH} (accented and non-Latin letters count as 3 to 9, as in a "
+            "file name): give a shorter id"
+        )
+    return None
 
 
 @dataclass
@@ -704,6 +729,10 @@ def _contacts(
         if not person.id:
             continue  # an inline id conflict, already a problem
         e, where = person.entry, person.first.where
+        bad_id = id_problem(person.id)
+        if bad_id:
+            problems.append(f"{where} id: {bad_id}")
+            continue
         tier = tiers.get(e.tier) if e.tier else None
         every = e.every or (tier.every if tier else None)
         if person.first.include is not None:

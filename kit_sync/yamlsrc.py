@@ -16,6 +16,8 @@ from typing import Any
 import yaml
 from yaml.constructor import SafeConstructor
 
+from kit_sync.files import MAX_ROSTER_BYTES, read_regular
+
 Path_ = tuple[str | int, ...]
 _ENV = re.compile(r"\$(\$|\{([A-Za-z_][A-Za-z0-9_]*)\})")
 
@@ -61,34 +63,100 @@ def expand_env(text: str, environ: os._Environ[str] | dict[str, str]) -> tuple[s
     return _ENV.sub(sub, text), missing
 
 
+#: Bounds on what a small file may expand to: YAML aliases (*name) let 500 bytes
+#: stand for a billion values ("billion laughs"), and deep nesting exhausts the
+#: stack. A real config is a few levels deep and uses a handful of aliases.
+MAX_DEPTH = 64
+MAX_ALIAS_VALUES = 100_000
+
+
+class YamlBoundsError(yaml.YAMLError):
+    """The document is valid YAML but larger or deeper than any config could be."""
+
+    def __init__(self, problem: str, mark: yaml.Mark | None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.problem_mark = mark
+
+
 def load_yaml(text: str, *, environ: dict[str, str] | None = None) -> Located:
-    """Parse YAML text. Raises yaml.YAMLError (with a mark) on syntax errors."""
+    """Parse YAML text. Raises yaml.YAMLError (with a mark) on syntax errors, and
+    YamlBoundsError for a document nested deeper than MAX_DEPTH or whose aliases
+    expand to more than MAX_ALIAS_VALUES values."""
     env: Any = os.environ if environ is None else environ
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise YamlBoundsError(
+            f"nested deeper than {MAX_DEPTH} levels; no kit-sync option goes that deep", None
+        ) from None
     located = Located(data=None)
     constructor = SafeConstructor()
+    visited: set[int] = set()
+    repeats = 0
 
-    def build(node: yaml.Node, path: Path_) -> Any:
+    def count(node: yaml.Node, depth: int) -> None:
+        """Enforce the bounds before `node` is built (every node goes through here)."""
+        nonlocal repeats
+        if depth > MAX_DEPTH:
+            raise YamlBoundsError(
+                f"nested deeper than {MAX_DEPTH} levels; no kit-sync option goes that deep",
+                node.start_mark,
+            )
+        # The composer shares one node between an anchor and its aliases: a node
+        # seen again is a value copied by an alias.
+        if id(node) in visited:
+            repeats += 1
+            if repeats > MAX_ALIAS_VALUES:
+                raise YamlBoundsError(
+                    f"aliases (*name) expand to more than {MAX_ALIAS_VALUES:,} values; "
+                    "write the values out instead of nesting aliases",
+                    node.start_mark,
+                )
+        else:
+            visited.add(id(node))
+
+    def build(node: yaml.Node, path: Path_, depth: int = 0) -> Any:
+        count(node, depth)
         located.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             result: dict[Any, Any] = {}
-            constructor.flatten_mapping(node)
+            own = []
             for key_node, value_node in node.value:
-                key = constructor.construct_object(key_node, deep=True)
+                if key_node.tag != "tag:yaml.org,2002:merge":
+                    own.append((key_node, value_node))
+                    continue
+                # `<<: *base` (or a list of them): the merged mappings' keys, the
+                # first source winning, and the mapping's own keys over all of them.
+                sources = (
+                    value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                )
+                for source in reversed(sources):
+                    if not isinstance(source, yaml.MappingNode):
+                        located.problems.append((path, "<< merges only mappings"))
+                        continue
+                    result.update(build(source, path, depth + 1))
+            given: set[str] = set()
+            for key_node, value_node in own:
+                key = (
+                    constructor.construct_object(key_node)
+                    if isinstance(key_node, yaml.ScalarNode)
+                    else None
+                )
                 if not isinstance(key, str | int | float | bool):
                     located.problems.append((path, "mapping keys must be plain words"))
                     continue
                 key = str(key) if not isinstance(key, str) else key
                 sub = (*path, key)
-                if key in result:
-                    located.lines[sub] = key_node.start_mark.line + 1
+                located.lines[sub] = key_node.start_mark.line + 1
+                if key in given:
                     located.problems.append((sub, f"'{key}' is given twice"))
                     continue
-                located.lines[sub] = key_node.start_mark.line + 1
-                result[key] = build(value_node, sub)
+                given.add(key)
+                result[key] = build(value_node, sub, depth + 1)
             return result
         if isinstance(node, yaml.SequenceNode):
-            return [build(item, (*path, i)) for i, item in enumerate(node.value)]
+            return [build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
         value = constructor.construct_object(node, deep=True)
         if isinstance(value, str) and "$" in value:
             value, missing = expand_env(value, env)
@@ -103,4 +171,7 @@ def load_yaml(text: str, *, environ: dict[str, str] | None = None) -> Located:
 
 
 def read_yaml_file(path: Path, *, environ: dict[str, str] | None = None) -> Located:
-    return load_yaml(path.read_text(encoding="utf-8-sig"), environ=environ)
+    """Raises OSError (files.UnreadableFile for a FIFO, device or a file over
+    files.MAX_ROSTER_BYTES), UnicodeDecodeError and yaml.YAMLError."""
+    raw = read_regular(path, MAX_ROSTER_BYTES)
+    return load_yaml(raw.decode("utf-8-sig"), environ=environ)

@@ -26,6 +26,7 @@ from kit_sync.backends.base import (
     NotFound,
 )
 from kit_sync.backends.ical import ParseError, apply_change, new_vtodo, task_from_ical
+from kit_sync.files import MAX_ITEM_BYTES, UnreadableFile, read_regular
 from kit_sync.model import ItemProblem, KitTask, Listing, NewTask, TaskChange
 
 TMP_PREFIX = ".kit-sync-tmp-"
@@ -82,7 +83,14 @@ class LocalBackend:
             if not entry.name.endswith(".ics") or entry.name.startswith("."):
                 continue
             try:
-                data = Path(entry.path).read_bytes()
+                data = read_regular(entry.path, MAX_ITEM_BYTES)
+            except UnreadableFile as exc:
+                # A FIFO would block the sync forever, /dev/zero fill the memory:
+                # reported (it may be ours) and skipped, the rest syncs.
+                listing.problems.append(ItemProblem(entry.name, f"{exc}; skipped"))
+                continue
+            except FileNotFoundError:
+                continue  # deleted since the folder was listed
             except OSError as exc:
                 listing.problems.append(ItemProblem(entry.name, f"cannot read: {exc.strerror}"))
                 continue
@@ -97,9 +105,11 @@ class LocalBackend:
 
     def _read(self, href: str) -> bytes:
         try:
-            return (self.path / href).read_bytes()
+            return read_regular(self.path / href, MAX_ITEM_BYTES)
         except FileNotFoundError:
             raise NotFound(f"{href} is gone (deleted on another device?)") from None
+        except UnreadableFile as exc:
+            raise ItemRejected(f"{href} {exc}") from None
         except OSError as exc:
             raise BackendUnavailable(f"cannot read {self.path / href}: {exc.strerror}") from None
 
