@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from kit import BASE_CONFIG, World
 
 from kit_sync.files import MAX_ITEM_BYTES
