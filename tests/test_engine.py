@@ -204,6 +204,7 @@ def test_rule5_cadence_change_moves_due_unless_snoozed(world: World) -> None:
     world.sync()
     world.complete_raw(world.the_open(ANN), "COMPLETED:20261122T100000Z")
     world.complete_raw(world.the_open(BOB), "COMPLETED:20261122T100000Z")
+    world.at(datetime(2026, 11, 22, 12, 0, tzinfo=UTC))  # (a stamp later than now is not believed)
     world.sync()
     bob = world.the_open(BOB)
     world.set_due_raw(bob, date(2027, 3, 1))  # Bob's task snoozed by hand
@@ -219,6 +220,7 @@ def test_rule5_cadence_change_moves_due_unless_snoozed(world: World) -> None:
     assert by_contact[BOB].reason == "roster details changed"  # "Every: 1 month" in the notes
     # ...until the next completion, which counts from its day with the new cadence.
     world.complete_raw(world.the_open(BOB), "COMPLETED:20261201T100000Z")
+    world.at(datetime(2026, 12, 1, 12, 0, tzinfo=UTC))
     world.sync()
     assert world.the_open(BOB).due == date(2027, 1, 1)
 
@@ -276,7 +278,7 @@ def test_duplicate_open_tasks_are_reduced_to_one(world: World) -> None:
 def test_undone_completion_cancels_the_successor(world: World) -> None:
     world.sync()
     ann = world.the_open(ANN)
-    world.complete_raw(ann, "COMPLETED:20261122T100000Z")
+    world.complete_raw(ann, "COMPLETED:20261121T090000Z")
     world.sync()
     successor = world.the_open(ANN)
     # The user un-ticks the original on the phone.
@@ -284,7 +286,7 @@ def test_undone_completion_cancels_the_successor(world: World) -> None:
         ann_now := next(t for t in world.tasks() if t.uid == ann.uid),
         lambda t: (
             t.replace("STATUS:COMPLETED", "STATUS:NEEDS-ACTION")
-            .replace("COMPLETED:20261122T100000Z\r\n", "")
+            .replace("COMPLETED:20261121T090000Z\r\n", "")
             .replace("PERCENT-COMPLETE:100\r\n", "")
         ),
     )
