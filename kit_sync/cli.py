@@ -678,6 +678,66 @@ def digest(
         _echo(digest_text(result))
 
 
+@app.command()
+def add(
+    name: Annotated[str, typer.Argument(help="The person's name.")],
+    email: Annotated[
+        list[str] | None, typer.Option("--email", help="An email address (repeat for more).")
+    ] = None,
+    tier: Annotated[str | None, typer.Option(help="One of the config's tiers.")] = None,
+    every: Annotated[
+        str | None, typer.Option(help='Own cadence instead of a tier, like "6 weeks".')
+    ] = None,
+    channel: Annotated[
+        str | None, typer.Option(help="email, call, lunch, coffee, message or any.")
+    ] = None,
+    phone: Annotated[str | None, typer.Option(help="Phone number.")] = None,
+    notes: Annotated[str | None, typer.Option(help="Notes shown on the task.")] = None,
+    city: Annotated[str | None, typer.Option(help="City.")] = None,
+    company: Annotated[str | None, typer.Option(help="Company.")] = None,
+) -> None:
+    """Add a person to the config's contacts, keeping the file's comments and layout;
+    prints the new id. The result is checked first: a problem writes nothing."""
+    from kit_sync.config import find_config
+    from kit_sync.editconfig import add_contact
+
+    if tier is not None and every is not None:
+        raise UsageError("give --tier or --every, not both")
+    entry: dict[str, Any] = {"name": name}
+    if email:
+        entry["email"] = email[0] if len(email) == 1 else list(email)
+    for key, value in (
+        ("tier", tier),
+        ("every", every),
+        ("channel", channel),
+        ("phone", phone),
+        ("company", company),
+        ("city", city),
+        ("notes", notes),
+    ):
+        if value is not None:
+            entry[key] = value
+    path = find_config(OPTS.config)
+    new_id = add_contact(path, entry)
+    _echo(new_id)
+    log.info("added %s to %s; the next sync creates their task", name, path)
+
+
+@app.command()
+def init() -> None:
+    """Write a commented starter config at the default location
+    (~/.config/kit-sync/config.yaml, or --config PATH); never overwrites a file."""
+    from pathlib import Path
+
+    from kit_sync.clock import system_zone
+    from kit_sync.editconfig import default_config_path, init_config
+
+    path = Path(OPTS.config) if OPTS.config else default_config_path()
+    init_config(path, system_zone().key)
+    _echo(f"wrote {path}")
+    _echo('next: kit-sync add "Name" --email you@example.com --tier core; kit-sync check')
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: click's standalone mode prints usage errors (exit 2) and KitGroup
     maps every user-facing error to its exit code."""
