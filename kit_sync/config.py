@@ -8,6 +8,7 @@ resolved value is a `SecretStr` that never prints.
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import os
 import re
@@ -36,6 +37,7 @@ from kit_sync.cadence import Interval, IntervalError, Rules
 from kit_sync.errors import ConfigError
 from kit_sync.logs import register_secret
 from kit_sync.model import Channel, RemovalPolicy, Wording
+from kit_sync.occasions import Birthdays, Trip
 from kit_sync.schedule import Policy
 from kit_sync.yamlsrc import Located, Path_, YamlBoundsError, format_path, read_yaml_file
 
@@ -789,6 +791,108 @@ class DigestOptions(Strict):
         return self
 
 
+# --- occasions: birthdays, trips, the calendar feed --------------------------------
+
+
+class BirthdayOptions(Strict):
+    tasks: bool = False
+    """A yearly "Birthday: <name>" task per contact with a birthday."""
+    lead: Annotated[int, PlainValidator(lambda v: _lead_days(v))] = 0
+    """The task is due this many days before the birthday ("3 days")."""
+    title: str = "Birthday: {name}"
+    """Title template: {name}, {first_name}."""
+    counts_as_touch: bool = False
+    """Completing a birthday task also resets the keep-in-touch clock."""
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, value: str) -> str:
+        return _check_template(value, {"name", "first_name"})
+
+    def settings(self) -> Birthdays | None:
+        if not self.tasks:
+            return None
+        return Birthdays(self.lead, self.title, self.counts_as_touch)
+
+
+def _lead_days(value: Any) -> int:
+    interval = _interval(value if not isinstance(value, int) or value else "0 days")
+    if interval.months:
+        raise ValueError(f"lead '{value}' must be in days or weeks, like 3 days")
+    if not 0 <= interval.days <= 60:
+        raise ValueError(f"lead '{value}' must be between 0 and 60 days")
+    return interval.days
+
+
+def _check_template(value: str, allowed: set[str]) -> str:
+    import string
+
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
+    except ValueError as exc:
+        raise ValueError(f"'{value}' is not a valid template: {exc}") from None
+    unknown = fields - allowed
+    if unknown:
+        raise ValueError(
+            f"unknown placeholder {{{sorted(unknown)[0]}}}; use "
+            + ", ".join("{" + a + "}" for a in sorted(allowed))
+        )
+    return value
+
+
+class TripEntry(Strict):
+    city: str = Field(min_length=1)
+    """The city, as contacts' `city` writes it (case and accents do not matter)."""
+    start: date = Field(alias="from")
+    """First day of the trip (YYYY-MM-DD)."""
+    end: date = Field(alias="to")
+    """Last day of the trip (YYYY-MM-DD)."""
+    aliases: list[str] = []
+    """Other names of the city ("Lisboa")."""
+    pull: IntervalField | None = None
+    """This trip's own pull (else the section's)."""
+
+    @model_validator(mode="after")
+    def _order(self) -> TripEntry:
+        if self.end < self.start:
+            raise ValueError(f"the trip to {self.city} ends ({self.end}) before it starts")
+        return self
+
+    def trip(self) -> Trip:
+        return Trip(self.city, self.start, self.end, tuple(self.aliases), self.pull)
+
+
+class Trips(Strict):
+    pull: IntervalField = Interval(months=2)
+    """Contacts due within this long after a trip are met during it."""
+    list: builtins.list[TripEntry] = []
+    """The trips."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_list(cls, data: Any) -> Any:
+        """`trips:` may be just the list of trips (with the default pull)."""
+        return {"list": data} if isinstance(data, builtins.list) else data
+
+    def trips(self) -> tuple[Trip, ...]:
+        return tuple(t.trip() for t in self.list)
+
+
+class CalendarFeed(Strict):
+    path: Path | None = None
+    """An .ics file kept with one all-day event per open task (subscribe to it)."""
+    serve: bool = True
+    """The daemon also serves it at /calendar.ics on health.listen (needs health.token)."""
+    name: str = "Keep in touch"
+    """The calendar's name in calendar apps."""
+    refresh: DurationField = timedelta(hours=1)
+    """How often subscribers should fetch it again."""
+
+    _resolve = field_validator("path")(
+        lambda v, info: None if v is None else _resolve_path(v, info)
+    )
+
+
 class Config(Strict):
     timezone: str | None = None
     """IANA zone (Europe/Berlin); the system's zone when omitted."""
@@ -809,6 +913,9 @@ class Config(Strict):
     """The weekly review, by email when `smtp` is set (kit-sync run sends it)."""
     touches: list[TouchSourceConfig] = []
     """Touch sources: sent mail and past meetings that count as being in touch."""
+    birthdays: BirthdayOptions = BirthdayOptions()
+    trips: Trips = Trips()
+    calendar: CalendarFeed | None = None
 
     # Filled by load_config, not by the YAML.
     _source: Path = PrivateAttr(default=Path("kit-sync.yaml"))

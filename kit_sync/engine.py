@@ -160,6 +160,9 @@ class Engine:
             completion_seen=completion_seen,
             blocked=frozenset(p.contact_id for p in listing.problems if p.contact_id),
             previously_open={u: s.contact_id for u, s in seen.items() if s.status == "open"},
+            birthdays=self.config.birthdays.settings(),
+            trips=self.config.trips.trips(),
+            trip_pull=self.config.trips.pull,
         )
 
     def fetch_plan(
@@ -255,7 +258,7 @@ class Engine:
         self._guard_empty(listing, allow_empty)
         now = self.clock()
         signature = self._signature(listing, now)
-        if signature == self._idle_signature:
+        if signature == self._idle_signature and self._published():
             # Nothing changed since the last cycle that found nothing to do: same
             # tasks and etags, roster, journal and day. Planning again would find
             # nothing again; the daemon's idle cycle stays one cheap listing.
@@ -317,6 +320,7 @@ class Engine:
                 ):
                     failed.add(action.contact_id)
         self._remember(tasks.values(), inputs)
+        self._publish(tasks.values(), plan, now)
         idle = not (plan.actions or plan.touches or plan.retracted or listing.problems)
         self._idle_signature = signature if idle and result.ok else None
         return result
@@ -462,6 +466,33 @@ class Engine:
         result.failures.append(f"{detail}: {exc}")
         result.counts["failed"] = result.counts.get("failed", 0) + 1
         log.error("failed to %s: %s", detail, exc, extra=where)
+
+    def _published(self) -> bool:
+        """False when the calendar feed is configured but its file is missing."""
+        feed = self.config.calendar
+        return feed is None or feed.path is None or feed.path.exists()
+
+    def _publish(self, tasks: Any, plan: Plan, now: datetime) -> None:
+        """Rewrite the calendar feed when its events changed (atomically)."""
+        feed = self.config.calendar
+        if feed is None or feed.path is None:
+            return
+        from kit_sync.feed import feed_events, render_feed, write_feed
+
+        events = feed_events(
+            tasks,
+            self.roster,
+            plan.rendered,
+            self.config.birthdays.settings(),
+            self.config.task.wording(),
+        )
+        data = render_feed(events, name=feed.name, refresh=feed.refresh, now=now)
+        try:
+            if write_feed(feed.path, data):
+                log.info("calendar feed: %d event(s) in %s", len(events), feed.path)
+        except OSError as exc:
+            # The feed is a view: failing to write it never fails the sync.
+            log.warning("could not write the calendar feed %s: %s", feed.path, exc)
 
     def _remember(self, tasks: Any, inputs: Inputs) -> None:
         seen = []

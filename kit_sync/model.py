@@ -10,6 +10,8 @@ these terms.
 from __future__ import annotations
 
 import hashlib
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -257,6 +259,14 @@ EMAIL_SENT = "email sent"
 EMAIL_RECEIVED = "email received"
 MEETING = "meeting"
 DETECTED_KINDS = (EMAIL_SENT, EMAIL_RECEIVED, MEETING)
+
+
+def fold_text(text: str) -> str:
+    """Case, accents, punctuation and spacing folded: "Zoë  O'Brien" -> "zoe o brien".
+    How names and cities are compared wherever a person types them."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+    return " ".join(re.sub(r"[\W_]+", " ", plain).split())
 
 
 def make_uid(contact_id: str, seed: str) -> str:

@@ -21,11 +21,11 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from kit_sync.cadence import Rules, local_day, planned_due, today
+from kit_sync.cadence import Interval, Rules, local_day, planned_due, today
 from kit_sync.model import (
     AnchorKind,
     Contact,
@@ -39,7 +39,20 @@ from kit_sync.model import (
     TaskContent,
     Touch,
     Wording,
+    fold_text,
     make_uid,
+)
+from kit_sync.occasions import (
+    BIRTHDAY,
+    TRIP_MARK,
+    Birthdays,
+    Trip,
+    birthday_in,
+    next_birthday,
+    split_key,
+    task_key,
+    trip_for,
+    with_trip,
 )
 from kit_sync.schedule import Load, Policy, Request, fits, place_all, week_of
 
@@ -98,6 +111,8 @@ class Plan:
     retracted: list[str] = field(default_factory=list)  # touch source_uids to remove
     skipped: list[str] = field(default_factory=list)  # contacts left alone, with why
     warnings: list[str] = field(default_factory=list)  # e.g. weeks over capacity, odd data
+    # What each active contact's keep-in-touch task says, as planned (for later phases).
+    rendered: dict[str, TaskContent] = field(default_factory=dict, repr=False)
 
     def extend(self, other: Plan) -> None:
         self.actions += other.actions
@@ -105,6 +120,7 @@ class Plan:
         self.retracted += other.retracted
         self.skipped += other.skipped
         self.warnings += other.warnings
+        self.rendered.update(other.rendered)
 
     def counts(self) -> dict[str, int]:
         out = {k.value: 0 for k in Kind}
@@ -130,6 +146,9 @@ class Inputs:
     blocked: frozenset[str] = frozenset()
     # open tasks seen at the previous listing, uid -> contact (tells "deleted on a device")
     previously_open: dict[str, str] = field(default_factory=dict)
+    birthdays: Birthdays | None = None  # None: no birthday tasks
+    trips: tuple[Trip, ...] = ()
+    trip_pull: Interval = field(default_factory=lambda: Interval(months=2))
 
 
 #: Control characters no task may carry (NUL ends a C string in some clients; the
@@ -249,6 +268,16 @@ def _pick_keeper(opens: list[KitTask]) -> KitTask:
 
 def build_plan(inputs: Inputs) -> Plan:
     plan = Plan()
+    # Birthday tasks first (DESIGN rule 11): a kind of their own, planned apart; a
+    # completed one may count as a touch for the keep-in-touch task below.
+    occasion = [t for t in inputs.tasks if split_key(t.contact_id)[1] is not None]
+    if occasion or inputs.birthdays is not None:
+        touches = _birthdays_phase(plan, inputs, occasion)
+        inputs = replace(
+            inputs,
+            tasks=[t for t in inputs.tasks if split_key(t.contact_id)[1] is None],
+            journal=[*inputs.journal, *touches],
+        )
     by_contact: dict[str, list[KitTask]] = defaultdict(list)
     for t in inputs.tasks:
         by_contact[t.contact_id].append(t)
@@ -269,6 +298,7 @@ def build_plan(inputs: Inputs) -> Plan:
             continue
         plan.extend(one)
     place_due_dates(plan, inputs)
+    _trips_phase(plan, inputs)
     return plan
 
 
@@ -384,6 +414,7 @@ def _plan_contact(
             None,
         )
     content = render(contact, last, inputs.wording)
+    plan.rendered[cid] = content
 
     found = _detected_completion(opens, detected, last, inputs)
     if found is not None:
@@ -661,3 +692,228 @@ def _cancel(task: KitTask, inputs: Inputs, reason: str, *, delete: bool) -> Acti
         delete=delete,
         change=TaskChange(status=Status.CANCELLED),
     )
+
+
+# --- occasions: birthday tasks and trips ----------------------------------------------
+
+
+def render_birthday(
+    contact: Contact, day: date, settings: Birthdays, wording: Wording
+) -> TaskContent:
+    """The visible birthday task: whose, which day, how to reach them."""
+    summary = settings.title.format(name=contact.name, first_name=contact.first_name)
+    born = contact.birthday
+    when = f"{day.day} {day:%B}"
+    if born is not None and 1900 < born.year < day.year:
+        when += f" (turns {day.year - born.year})"
+    lines = [f"Birthday: {when}"]
+    if contact.emails:
+        lines.append("Email: " + ", ".join(contact.emails))
+    if contact.phone:
+        lines.append(f"Phone: {contact.phone}")
+    if contact.notes:
+        lines += ["", contact.notes.strip()]
+    lines += [
+        "",
+        "Tick this off when you have sent your wishes: kit-sync schedules next "
+        "year's birthday."
+        + (" It also counts as being in touch." if settings.counts_as_touch else ""),
+    ]
+    return TaskContent(
+        summary=summary,
+        description="\n".join(lines),
+        categories=("Birthday",),
+        priority=contact.priority,
+        alarm=wording.alarm,
+    )
+
+
+def _birthdays_phase(plan: Plan, inputs: Inputs, tasks: list[KitTask]) -> list[Touch]:
+    """One open birthday task per active contact with a birthday, due on the next
+    birthday (less the lead); completing it schedules the birthday after (the date,
+    not the completion, decides). Returns the touches its completions count as."""
+    settings = inputs.birthdays
+    by_key: dict[str, list[KitTask]] = defaultdict(list)
+    for t in tasks:
+        by_key[t.contact_id].append(t)
+    if settings is not None:
+        for c in inputs.roster.contacts:
+            if c.birthday is not None:
+                by_key.setdefault(task_key(c.id, BIRTHDAY), [])
+    known = {x.source_uid for x in inputs.journal}
+    touches: list[Touch] = []
+    day_now = today(inputs.now, inputs.tz)
+    delete = inputs.wording.on_remove is RemovalPolicy.DELETE
+    for key in sorted(by_key):
+        if key in inputs.blocked:
+            plan.skipped.append(f"{key}: an item on the backend for this task is unreadable")
+            continue
+        cid, _ = split_key(key)
+        contact = inputs.roster.get(cid)
+        group = by_key[key]
+        opens = [t for t in group if t.status is Status.OPEN]
+        done = [t for t in group if t.status is Status.COMPLETED]
+        if settings is not None and settings.counts_as_touch:
+            for t in done:
+                if t.uid not in known:
+                    touch = Touch(cid, touch_day_of(t, inputs, {}), "birthday", t.uid)
+                    touches.append(touch)
+                    plan.touches.append(touch)
+        # An undone completion: its successor goes (the reopened task is the one).
+        open_uids = {t.uid for t in opens}
+        for t in list(opens):
+            if t.meta.from_uid in open_uids:
+                plan.actions.append(_cancel(t, inputs, "the birthday was un-ticked", delete=False))
+                opens.remove(t)
+        why = None
+        if settings is None:
+            why = "birthday tasks are turned off"
+        elif contact is None or contact.paused:
+            why = "paused in the roster" if contact else "no longer in the roster"
+        elif contact.birthday is None:
+            why = "no birthday in the roster any more"
+        if why is not None or contact is None or settings is None:
+            for t in opens:
+                plan.actions.append(_cancel(t, inputs, why or "", delete=delete))
+            continue
+        born = contact.birthday
+        assert born is not None
+        lead = timedelta(days=settings.lead_days)
+        # The birthday the next task is for: after the latest one ticked off, and
+        # not one already past (a late tick schedules the coming one).
+        covered = [t.meta.anchor for t in done if t.meta.anchor is not None]
+        upcoming = next_birthday(born, day_now)
+        if covered:
+            upcoming = max(birthday_in(born, max(covered).year + 1), upcoming)
+        due = upcoming - lead
+        content = render_birthday(contact, upcoming, settings, inputs.wording)
+        if not opens:
+            last_done = max(done, key=lambda t: (t.meta.anchor or date.min, t.uid), default=None)
+            from_uid = last_done.uid if last_done is not None else None
+            existing = {t.uid for t in group}
+            n = 0
+            uid = make_uid(key, f"{upcoming}|{n}")
+            while uid in existing:
+                n += 1
+                uid = make_uid(key, f"{upcoming}|{n}")
+            meta = KitMeta(
+                key, upcoming, AnchorKind.TOUCH, "P1Y", due, from_uid, content.fingerprint
+            )
+            kind, reason = (
+                (Kind.REGENERATE, f"birthday {last_done.meta.anchor} ticked off")
+                if last_done is not None and last_done.meta.anchor is not None
+                else (Kind.CREATE, f"birthday on {upcoming}")
+            )
+            plan.actions.append(Action(kind, key, reason, new=NewTask(uid, due, content, meta)))
+            continue
+        keeper = sorted(opens, key=lambda t: (t.meta.anchor or date.max, t.uid))[0]
+        for t in opens:
+            if t is not keeper:
+                plan.actions.append(_cancel(t, inputs, "a second open birthday task", delete=False))
+        m = keeper.meta
+        change_due: date | None = None
+        meta = m
+        reasons = []
+        on_date = m.anchor is not None and birthday_in(born, m.anchor.year) == m.anchor
+        if not on_date or m.anchor is None:
+            # The birthday was edited in the roster (or our bookkeeping was lost).
+            meta = replace(m, anchor=upcoming, planned_due=due, every="P1Y")
+            change_due = due if keeper.due != due else None
+            reasons.append(f"birthday is {upcoming}")
+        elif not keeper.snoozed and m.planned_due != m.anchor - lead:
+            want = m.anchor - lead
+            meta = replace(m, planned_due=want)
+            change_due = want if keeper.due != want else None
+            reasons.append(f"lead is now {settings.lead_days} days")
+        anchor = meta.anchor or upcoming
+        content = render_birthday(contact, anchor, settings, inputs.wording)
+        new_content = None
+        if m.fingerprint != content.fingerprint:
+            meta = replace(meta, fingerprint=content.fingerprint)
+            new_content = content
+            reasons.append("roster details changed")
+        if meta != m or change_due is not None or new_content is not None:
+            plan.actions.append(
+                Action(
+                    Kind.UPDATE,
+                    key,
+                    "; ".join(reasons),
+                    task=keeper,
+                    change=TaskChange(due=change_due, content=new_content, meta=meta),
+                )
+            )
+    return touches
+
+
+def _trips_phase(plan: Plan, inputs: Inputs) -> None:
+    """Contacts in a trip's city who fall due after it, within its pull, are due on
+    the trip's first day, the trip named in the title. The move is kit-sync's own
+    snooze: the task's planned date stays the nominal one, so when the trip is
+    removed (or is over) the nominal date comes back. A date the user moved stays."""
+    day_now = today(inputs.now, inputs.tz)
+    cities = {name for trip in inputs.trips for name in trip.names()}
+    index: dict[str, int] = {}
+    for n, a in enumerate(plan.actions):
+        writes_open = a.kind is not Kind.CANCEL and (a.change is None or a.change.status is None)
+        if writes_open and split_key(a.contact_id)[1] is None:
+            index[a.contact_id] = n
+    opens = {t.contact_id: t for t in inputs.tasks if t.status is Status.OPEN}
+    drop: set[int] = set()
+    for contact in inputs.roster.active:
+        current = opens.get(contact.id)
+        was_moved = current is not None and TRIP_MARK + "in " in current.summary
+        in_a_trip_city = bool(contact.city) and fold_text(contact.city or "") in cities
+        if not (in_a_trip_city or was_moved):
+            continue
+        i = index.get(contact.id, -1)
+        action = plan.actions[i] if i >= 0 else None
+        if action is not None and action.new is not None:
+            new = action.new
+            trip = trip_for(contact.city, new.due, day_now, inputs.trips, inputs.trip_pull)
+            if trip is not None:
+                content = replace(new.content, summary=with_trip(new.content.summary, trip))
+                meta = replace(new.meta, fingerprint=content.fingerprint)
+                moved = replace(new, due=trip.start, content=content, meta=meta)
+                plan.actions[i] = replace(
+                    action, new=moved, reason=f"{action.reason}; {trip.label()}"
+                )
+            continue
+        task = opens.get(contact.id) if action is None else action.task
+        if task is None or task.status is not Status.OPEN:
+            continue
+        change = action.change if action is not None and action.change else TaskChange()
+        meta = change.meta or task.meta
+        nominal = meta.planned_due or change.due or task.due
+        if nominal is None:
+            continue
+        plain = change.content or plan.rendered.get(contact.id)
+        if plain is None:
+            continue
+        tripped = task.summary.startswith(plain.summary + TRIP_MARK + "in ")
+        touched = change.meta is not None and change.meta.planned_due != task.meta.planned_due
+        if task.snoozed and not tripped and not touched:
+            continue  # the user's own date wins
+        trip = trip_for(contact.city, nominal, day_now, inputs.trips, inputs.trip_pull)
+        if trip is not None:
+            content = replace(plain, summary=with_trip(plain.summary, trip))
+            want, why = trip.start, trip.label()
+        elif tripped:
+            content, want, why = plain, nominal, "no trip any more; back to its date"
+        else:
+            continue
+        new_meta = replace(meta, planned_due=nominal, fingerprint=content.fingerprint)
+        new_change = TaskChange(
+            due=None if want == task.due else want,
+            content=None if content.fingerprint == task.meta.fingerprint else content,
+            meta=None if new_meta == task.meta else new_meta,
+        )
+        if new_change == TaskChange():
+            if action is not None:
+                drop.add(i)  # what the main phase wanted undone is the trip itself
+        elif action is None:
+            plan.actions.append(Action(Kind.UPDATE, contact.id, why, task=task, change=new_change))
+        else:
+            reason = f"{action.reason}; {why}"
+            plan.actions[i] = replace(action, change=new_change, reason=reason)
+    if drop:
+        plan.actions = [a for j, a in enumerate(plan.actions) if j not in drop]

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from kit_sync.clock import utcnow
 from kit_sync.config import Config, ContactEntry, Filter, Include, problem_line
 from kit_sync.errors import ConfigError
-from kit_sync.model import Channel, Contact, Roster
+from kit_sync.model import Channel, Contact, Roster, fold_text
 from kit_sync.yamlsrc import Located, format_path
 
 if TYPE_CHECKING:
@@ -483,9 +483,7 @@ def _message(err: Any) -> str:
 
 def fold_name(name: str) -> str:
     """Case, accents, punctuation and spacing folded: "Zoë  O'Brien" -> "zoe o brien"."""
-    text = unicodedata.normalize("NFKD", name)
-    text = "".join(ch for ch in text if not unicodedata.combining(ch)).casefold()
-    return " ".join(re.sub(r"[\W_]+", " ", text).split())
+    return fold_text(name)
 
 
 def _primary(entry: ContactEntry) -> str | None:
