@@ -720,8 +720,8 @@ def render_birthday(
         + (" It also counts as being in touch." if settings.counts_as_touch else ""),
     ]
     return TaskContent(
-        summary=summary,
-        description="\n".join(lines),
+        summary=printable(summary),
+        description=printable("\n".join(lines)),
         categories=("Birthday",),
         priority=contact.priority,
         alarm=wording.alarm,
