@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from outlook_export import outlook_export
 from typer.testing import CliRunner
 
 from kit_sync.cli import app
+from kit_sync.clock import utcnow
 
 HEAD = """\
 timezone: UTC
@@ -197,8 +199,11 @@ def test_check_fails_on_a_category_typo_and_a_bare_number(tmp_path: Path) -> Non
 
 
 def test_check_reports_pruned_rows(tmp_path: Path) -> None:
+    # Dates relative to the clock the CLI reads, so the test holds on any day.
+    today = utcnow().date()
+    recent, old = today - timedelta(days=30), today - timedelta(days=3 * 366)
     (tmp_path / "people.csv").write_text(
-        "name,email,last contact\nAnn Lee,ann@x.org,2099-01-01\nBo Chen,bo@x.org,2001-01-01\n"
+        f"name,email,last contact\nAnn Lee,ann@x.org,{recent}\nBo Chen,bo@x.org,{old}\n"
     )
     write_config(
         tmp_path, "include:\n  - {path: people.csv, tier: wide, only: {seen_within: 2 years}}\n"
