@@ -815,7 +815,10 @@ def _birthdays_phase(plan: Plan, inputs: Inputs, tasks: list[KitTask]) -> list[T
         meta = m
         reasons = []
         on_date = m.anchor is not None and birthday_in(born, m.anchor.year) == m.anchor
-        if not on_date or m.anchor is None:
+        # A backend that regenerates by itself (Exchange) moved the ticked task on,
+        # counting from the completion: put it back on the birthday.
+        celebrated = m.anchor is not None and bool(covered) and m.anchor <= max(covered)
+        if not on_date or m.anchor is None or celebrated:
             # The birthday was edited in the roster (or our bookkeeping was lost).
             meta = replace(m, anchor=upcoming, planned_due=due, every="P1Y")
             change_due = due if keeper.due != due else None

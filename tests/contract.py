@@ -196,3 +196,29 @@ class BackendContract:
         listing = backend.fetch_listing()
         assert [t.uid for t in listing.tasks] == [made.uid]
         assert read_back() == before
+
+    def test_each_kind_of_task_keeps_its_own_marker_and_uid(self, backend: Any) -> None:
+        # DESIGN rule 11: a birthday task is a kit task of its own kind. Its kind
+        # travels in the marker value (task key); the backend must store and list it
+        # back exactly, beside the same contact's keep-in-touch task.
+        from kit_sync.occasions import BIRTHDAY, split_key, task_key
+
+        key = task_key("ann-lee", BIRTHDAY)
+        keep = backend.create_task(new_task("ann-lee", seed="k"))
+        bday = backend.create_task(
+            new_task(key, due=date(2027, 3, 2), seed="b", summary="Birthday: Ann Lee")
+        )
+        assert bday.uid != keep.uid and bday.href != keep.href
+        listed = by_uid(backend)
+        assert listed[bday.uid].contact_id == key
+        assert split_key(listed[bday.uid].contact_id) == ("ann-lee", BIRTHDAY)
+        assert listed[keep.uid].contact_id == "ann-lee"
+        assert listed[bday.uid].due == date(2027, 3, 2)
+        backend.update_task(
+            listed[bday.uid],
+            TaskChange(status=Status.COMPLETED, completed_at=datetime(2027, 3, 2, 9, tzinfo=UTC)),
+        )
+        after = backend.fetch_listing().tasks
+        opens = {t.contact_id for t in after if t.status is Status.OPEN}
+        assert "ann-lee" in opens
+        assert [t.contact_id for t in after if t.status is Status.COMPLETED] == [key]
