@@ -404,7 +404,9 @@ def _read_include(
         fields = {k: v for k, v in fields.items() if k in ContactEntry.model_fields}
         named = bool(fields.get("name"))
         if not named and fields.get("email"):
-            fields["name"] = fields["email"][0]  # an address-only row: call them by it
+            # A row with no person's name (a company card, a bare address): call it
+            # by its company, else its address; it still counts as unnamed for identity.
+            fields["name"] = fields.get("company") or fields["email"][0]
         try:
             entry = ContactEntry.model_validate(fields)
         except ValidationError as exc:

@@ -589,3 +589,20 @@ def test_a_bad_row_counts_once_whatever_its_problems_and_file_name(tmp_path: Pat
     assert len(report.skipped) == 3  # two problems on line 3, one on line 4
     assert (report.rows, report.kept, report.bad_rows) == (3, 1, 2)
     assert "2 skipped" in report.summary()
+
+
+def test_rows_without_a_persons_name_are_called_by_company_or_address(tmp_path: Path) -> None:
+    outlook(
+        tmp_path,
+        [
+            person("", "", "info@acme.example", Company="Acme Ltd"),
+            person("", "", "orders@shop.example"),
+            person("Ann", "Lee", "info@acme.example"),  # no name on one side: one person
+        ],
+    )
+    r = roster(tmp_path, "include:\n  - {path: outlook.csv, tier: wide}\n")
+    assert [(c.id, c.name) for c in r.contacts] == [
+        ("info-acme-example", "Ann Lee"),
+        ("orders-shop-example", "orders@shop.example"),
+    ]
+    assert r.reports[0].duplicates[0].row == "outlook.csv:4"
