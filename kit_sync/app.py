@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from kit_sync.backends import open_backend
 from kit_sync.backends.base import Backend
 from kit_sync.cadence import today
-from kit_sync.clock import utcnow, zone_of
+from kit_sync.clock import Clock, system_clock, zone_of
 from kit_sync.config import Config, load_config
 from kit_sync.engine import Engine
 from kit_sync.roster import LoadedRoster, load_roster
@@ -47,12 +47,13 @@ def roster_context(
     (the journal is read only when some include uses it)."""
     pruning = any(inc.only and inc.only.seen_within for inc in config.include)
     journal = read_last_touches(config.state_path()) if pruning else {}
-    return journal, today(now or utcnow(), tz)
+    return journal, today(now or system_clock(), tz)
 
 
-def open_engine(loaded: Loaded) -> Engine:
-    backend: Backend = open_backend(loaded.config.backend, loaded.tz)
-    state = State(loaded.config.state_path())
+def open_engine(loaded: Loaded, *, clock: Clock = system_clock) -> Engine:
+    """The engine on the configured backend and state file, all on one clock."""
+    backend: Backend = open_backend(loaded.config.backend, loaded.tz, clock=clock)
+    state = State(loaded.config.state_path(), clock=clock)
     config = loaded.config
     sources = SourceRunner(config.touches, loaded.tz, max_backoff=config.sync.max_backoff)
-    return Engine(config, loaded.roster, backend, state, loaded.tz, sources=sources)
+    return Engine(config, loaded.roster, backend, state, loaded.tz, clock=clock, sources=sources)

@@ -576,11 +576,11 @@ def login() -> None:
     only you can read; sync and run refresh them silently from then on. Exit 3 when
     the sign-in fails."""
     from kit_sync.backends.base import BackendUnavailable
-    from kit_sync.config import find_config, load_config
+    from kit_sync.config import GraphConfig, find_config, load_config
 
     config, _ = load_config(find_config(OPTS.config))
     backend = config.backend
-    if backend.type != "graph":
+    if not isinstance(backend, GraphConfig):
         raise UsageError(
             f"kit-sync login is for backend type graph (Microsoft 365); this config "
             f"uses '{backend.type}', which needs no login"

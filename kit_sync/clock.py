@@ -1,8 +1,14 @@
-"""Time zone lookup and the one place that reads the clock (so tests can pass `now`)."""
+"""Time zone lookup and the one place that reads the clock.
+
+Everything else takes a `Clock` (engine, daemon, state, health, backends) and
+defaults to `system_clock`; `tests/test_layers.py` fails when `datetime.now`,
+`date.today` or `datetime.utcnow` appear anywhere else in kit_sync/, so every
+date a test sees comes from the clock it passes."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -45,5 +51,10 @@ def zone_of(name: str | None) -> ZoneInfo:
     return load_zone(name) if name else system_zone()
 
 
-def utcnow() -> datetime:
+#: Returns the current time, aware (UTC).
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    """The machine's clock, aware, in UTC: the default `Clock`."""
     return datetime.now(UTC)

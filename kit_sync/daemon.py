@@ -21,10 +21,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from kit_sync.backends.base import Throttled
+from kit_sync.clock import Clock, system_clock
 from kit_sync.config import Config
 from kit_sync.engine import Engine
 from kit_sync.errors import KitError
-from kit_sync.health import HealthServer, Monitor, timed
+from kit_sync.health import HealthServer, Monitor
 
 log = logging.getLogger("kit_sync")
 
@@ -34,8 +35,17 @@ RESTART_NEEDED = ("backend", "state", "timezone", "sync", "health", "digest")
 
 
 class Daemon:
-    def __init__(self, engine: Engine, config: Config, *, skip_bad_rows: bool = False) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        config: Config,
+        *,
+        skip_bad_rows: bool = False,
+        clock: Clock = system_clock,
+    ) -> None:
         self.engine = engine
+        #: Wall time for back-off and health (the scheduler runs on real time too).
+        self.clock = clock
         self.skip_bad_rows = skip_bad_rows
         self._mtimes = self._watched_mtimes()
         self.every = config.sync.every
@@ -46,9 +56,9 @@ class Daemon:
         self._lock = threading.Lock()
         self.scheduler = BackgroundScheduler(timezone=UTC)
         self.listen = config.health.listen
-        self.monitor = Monitor(self.every, metrics=self.listen is not None)
+        self.monitor = Monitor(self.every, metrics=self.listen is not None, clock=self.clock)
         if self.listen is not None:
-            engine.backend = timed(engine.backend, self.monitor)
+            engine.timing = self.monitor.timing  # backend call latency for /metrics
         self.server: HealthServer | None = None
         # The weekly review by email (kit_sync.digest), when a mail server is set.
         digest = config.digest
@@ -63,7 +73,7 @@ class Daemon:
         try:
             if self.stop.is_set():
                 return
-            if self.not_before is not None and datetime.now(UTC) < self.not_before:
+            if self.not_before is not None and self.clock() < self.not_before:
                 return  # backing off after failures
             ran = True
             self.reload_if_changed()
@@ -123,7 +133,7 @@ class Daemon:
             id="sync",
             max_instances=1,
             coalesce=True,
-            next_run_time=datetime.now(UTC),
+            next_run_time=self.clock(),
         )
         if self.digest is not None:
             from apscheduler.triggers.cron import CronTrigger
@@ -142,7 +152,7 @@ class Daemon:
                 self.digest_job,
                 "date",
                 id="digest-catch-up",
-                run_date=datetime.now(UTC) + timedelta(seconds=1),
+                run_date=self.clock() + timedelta(seconds=1),
             )
 
     def _record_cycle(self, *, counted: bool = True) -> None:
@@ -207,13 +217,13 @@ class Daemon:
 
     def backoff_seconds(self, retry_after: float | None) -> float:
         """30 s, 60 s, 120 s, ... up to sync.max_backoff; never less than Retry-After."""
-        wait = min(30.0 * 2 ** (self.failures - 1), self.max_backoff.total_seconds())
+        wait = min(30.0 * 2.0 ** (self.failures - 1), self.max_backoff.total_seconds())
         return max(wait, retry_after or 0.0)
 
     def _backoff(self, exc: Exception | None, retry_after: float | None) -> None:
         self.failures += 1
         wait = self.backoff_seconds(retry_after)
-        self.not_before = datetime.now(UTC) + timedelta(seconds=wait)
+        self.not_before = self.clock() + timedelta(seconds=wait)
         if exc is not None:
             log.error("sync failed: %s; retrying in %d s", exc, wait)
         if not self.stop.is_set() and wait < self.every.total_seconds():

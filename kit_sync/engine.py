@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -25,6 +26,7 @@ from kit_sync.backends.base import (
     NotFound,
 )
 from kit_sync.cadence import today
+from kit_sync.clock import Clock, system_clock
 from kit_sync.config import Config
 from kit_sync.errors import KitError, UsageError
 from kit_sync.model import (
@@ -34,7 +36,6 @@ from kit_sync.model import (
     Listing,
     Roster,
     Status,
-    TaskChange,
     Touch,
 )
 from kit_sync.plan import Action, Inputs, Kind, Plan, build_plan, future_stamp
@@ -49,6 +50,8 @@ log = logging.getLogger("kit_sync")
 EMPTY_GUARD = 5
 
 Progress = Callable[[int, int], None]
+#: A context manager per backend call, given the operation's name.
+Timing = Callable[[str], AbstractContextManager[None]]
 
 
 class EmptyBackendRefused(BackendError):
@@ -96,21 +99,29 @@ class Engine:
         state: State,
         tz: ZoneInfo,
         *,
-        clock: Callable[[], datetime] | None = None,
+        clock: Clock = system_clock,
         sources: SourceRunner | None = None,
+        timing: Timing | None = None,
     ) -> None:
         self.config = config
         self.roster = roster
         self.backend = backend
         self.state = state
         self.tz = tz
-        self.clock = clock or (lambda: datetime.now(UTC))
+        self.clock = clock
         self.sources = sources
+        #: Wraps every backend call (the daemon's /metrics times them); None: not timed.
+        self.timing = timing
         self._idle_signature: tuple[object, ...] | None = None
         self._generation = 0
-        bind = getattr(backend, "bind_state", None)
-        if callable(bind):
-            bind(state)
+        backend.bind_state(state)
+
+    def _timed(self, operation: str) -> AbstractContextManager[None]:
+        return self.timing(operation) if self.timing is not None else nullcontext()
+
+    def _fetch_listing(self) -> Listing:
+        with self._timed("fetch_listing"):
+            return self.backend.fetch_listing()
 
     def reload(self, config: Config, roster: Roster) -> None:
         """Use a new config and roster from the next cycle on (the daemon calls this
@@ -170,7 +181,7 @@ class Engine:
     ) -> tuple[Plan, Listing, Inputs]:
         """The plan for what the backend holds now; `extra` touches are planned as if
         journaled (a dry run's view of what the touch sources would add)."""
-        listing = self.backend.fetch_listing()
+        listing = self._fetch_listing()
         self._guard_empty(listing, allow_empty)
         inputs = self._inputs(listing, self.clock())
         if extra:
@@ -254,7 +265,7 @@ class Engine:
     def _cycle(
         self, cycle: str, allow_empty: bool, progress: Progress | None, stop: threading.Event | None
     ) -> CycleResult:
-        listing = self.backend.fetch_listing()
+        listing = self._fetch_listing()
         self._guard_empty(listing, allow_empty)
         now = self.clock()
         signature = self._signature(listing, now)
@@ -276,11 +287,12 @@ class Engine:
         tasks = {t.uid: t for t in listing.tasks}
         retry: set[str] = set()
         total = len(plan.actions)
-        # A backend with `create_tasks` (Graph's $batch) gets the creates in chunks.
-        batched = callable(getattr(self.backend, "create_tasks", None))
+        # A backend that creates in batches (Graph's $batch) gets the creates last,
+        # in chunks of its batch size; others get every action in plan order.
+        size = max(1, self.backend.batch_size)
+        batched = size > 1
         creates = [a for a in plan.actions if batched and a.new is not None]
         steps = [[a] for a in plan.actions if not (batched and a.new is not None)]
-        size = max(1, int(getattr(self.backend, "batch_size", 20)))
         steps += [creates[i : i + size] for i in range(0, len(creates), size)]
         done = 0
         failed: set[str] = set()  # contacts with an action that did not go through
@@ -306,7 +318,7 @@ class Engine:
         if retry and not result.stopped:
             # Something changed under us (a phone edited the task): reload, re-plan
             # just those contacts, try once more.
-            listing = self.backend.fetch_listing()
+            listing = self._fetch_listing()
             tasks = {t.uid: t for t in listing.tasks}
             inputs = self._inputs(listing, self.clock())
             replan = build_plan(inputs)
@@ -382,18 +394,21 @@ class Engine:
         )
         try:
             if action.new is not None:
-                made = self.backend.create_task(action.new)
+                with self._timed("create_task"):
+                    made = self.backend.create_task(action.new)
                 tasks[made.uid] = made
                 log.info("%s -> %s", detail, made.href, extra=where | {"href": made.href})
             elif action.delete:
                 assert action.task is not None
-                self.backend.delete_task(action.task)
+                with self._timed("delete_task"):
+                    self.backend.delete_task(action.task)
                 tasks.pop(action.task.uid, None)
                 log.info("%s (%s)", detail, action.task.href, extra=where)
             else:
                 assert action.task is not None and action.change is not None
                 current = tasks.get(action.task.uid, action.task)
-                made = self.backend.update_task(current, action.change)
+                with self._timed("update_task"):
+                    made = self.backend.update_task(current, action.change)
                 tasks[made.uid] = made
                 log.info("%s (%s)", detail, made.href, extra=where | {"href": made.href})
         except (Conflict, AlreadyExists, NotFound) as exc:
@@ -434,7 +449,8 @@ class Engine:
             for a in actions
         ]
         try:
-            outcomes = self.backend.create_tasks([a.new for a in actions])  # type: ignore[attr-defined]
+            with self._timed("create_tasks"):
+                outcomes = self.backend.create_tasks([a.new for a in actions if a.new])
         except BackendUnavailable:
             for action_id, action in zip(ids, actions, strict=True):
                 self.state.end_action(action_id, "failed", action.describe())
@@ -510,16 +526,16 @@ class Engine:
         now = self.clock()
         if day > today(now, self.tz):
             raise UsageError(f"--on {day} is in the future; a touch is something that happened")
-        listing = self.backend.fetch_listing()
+        listing = self._fetch_listing()
         opens = [t for t in listing.tasks if t.contact_id == contact.id and t.status is Status.OPEN]
         # Noon local time: the completion's day is `day` in the user's zone, whatever
         # the zone of the client that reads the stamp.
         stamp = datetime.combine(day, time(12), tzinfo=self.tz).astimezone(UTC)
-        regenerating = type(self.backend).regenerates_itself
+        sources: list[str] = []
+        if opens:
+            with self._timed("complete_tasks"):
+                sources = self.backend.complete_tasks(opens, stamp, listing)
         for task in opens:
-            self.backend.update_task(task, TaskChange(status=Status.COMPLETED, completed_at=stamp))
-            if not regenerating:
-                self.state.add_touch(Touch(contact.id, day, "cli", task.uid, note))
             log.info(
                 "touch: %s completed on %s (%s)",
                 contact.id,
@@ -527,22 +543,12 @@ class Engine:
                 task.href,
                 extra={"contact_id": contact.id, "href": task.href},
             )
-        copies: list[str] = []
-        if opens and regenerating:
-            # The server completed a copy (its own id, stamped with the server's
-            # "today") and moved the task on: the copy is this touch, on `day`,
-            # whatever the server wrote.
-            before = {t.uid for t in listing.tasks}
-            copies = [
-                t.uid
-                for t in self.backend.fetch_listing().tasks
-                if t.contact_id == contact.id
-                and t.status is Status.COMPLETED
-                and t.uid not in before
-            ]
-        for source_uid in copies:
+        # The journal entry points at the completed item that records the touch (for
+        # Exchange: the completed copy the server made), so the next cycle does not
+        # count it twice; with nothing to complete it stands alone.
+        for source_uid in sources:
             self.state.add_touch(Touch(contact.id, day, "cli", source_uid, note))
-        if not opens or (regenerating and not copies):
+        if not sources:
             self.state.add_touch(Touch(contact.id, day, "cli", State.new_touch_id(), note))
             log.info("touch: %s on %s (journaled)", contact.id, day)
         return self.run_cycle()

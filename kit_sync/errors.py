@@ -32,7 +32,3 @@ class ConfigError(KitError):
 
 class UsageError(KitError):
     exit_code = 2
-
-
-class SomeActionsFailed(KitError):
-    exit_code = 1

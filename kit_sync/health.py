@@ -18,14 +18,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
-from kit_sync.backends.base import Backend
+from kit_sync.clock import Clock, system_clock
 from kit_sync.errors import UsageError
-from kit_sync.model import KitTask, Listing, NewTask, TaskChange
 from kit_sync.state import CycleRecord, State
 
 log = logging.getLogger("kit_sync")
@@ -90,9 +89,11 @@ def assess(last: CycleRecord | None, every: timedelta, now: datetime) -> Health:
     return Health(True, f"last sync cycle {when}: {_counts(last.counts)}", last)
 
 
-def read_health(state_path: Path, every: timedelta, now: datetime | None = None) -> Health:
+def read_health(
+    state_path: Path, every: timedelta, now: datetime | None = None, *, clock: Clock = system_clock
+) -> Health:
     """`assess` on what the state DB holds. Never creates the DB."""
-    now = now or datetime.now(UTC)
+    now = now or clock()
     if not state_path.exists():
         return Health(False, f"no sync cycle has run yet (no state file at {state_path})")
     state = State(state_path)
@@ -173,8 +174,11 @@ class Monitor:
     """What the daemon knows about its own cycles; fed from the cycle thread,
     read by the HTTP server's threads."""
 
-    def __init__(self, every: timedelta, *, metrics: bool = True) -> None:
+    def __init__(
+        self, every: timedelta, *, metrics: bool = True, clock: Clock = system_clock
+    ) -> None:
         self.every = every
+        self.clock = clock
         self.metrics = Metrics() if metrics and metrics_available() else None
         self._lock = threading.Lock()
         self._last: CycleRecord | None = None
@@ -207,7 +211,7 @@ class Monitor:
     def health(self, now: datetime | None = None) -> Health:
         with self._lock:
             last = self._last
-        verdict = assess(last, self.every, now or datetime.now(UTC))
+        verdict = assess(last, self.every, now or self.clock())
         if self.metrics is not None:
             self.metrics.healthy.set(1 if verdict.ok else 0)
         return verdict
@@ -226,53 +230,6 @@ class Monitor:
             raise
         finally:
             m.backend_seconds.labels(operation).observe(time.perf_counter() - start)
-
-
-class TimedBackend:
-    """A backend that reports how long each call took; everything else passes through.
-
-    The engine keeps talking to the Backend protocol; the daemon swaps this in."""
-
-    regenerates_itself: ClassVar[bool] = False  # replaced per wrapped class by `timed`
-
-    def __init__(self, inner: Backend, monitor: Monitor) -> None:
-        self.inner = inner
-        self.monitor = monitor
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def fetch_listing(self) -> Listing:
-        with self.monitor.timing("fetch_listing"):
-            return self.inner.fetch_listing()
-
-    def create_task(self, new: NewTask) -> KitTask:
-        with self.monitor.timing("create_task"):
-            return self.inner.create_task(new)
-
-    def update_task(self, task: KitTask, change: TaskChange) -> KitTask:
-        with self.monitor.timing("update_task"):
-            return self.inner.update_task(task, change)
-
-    def delete_task(self, task: KitTask) -> None:
-        with self.monitor.timing("delete_task"):
-            self.inner.delete_task(task)
-
-    def close(self) -> None:
-        self.inner.close()
-
-
-def timed(backend: Backend, monitor: Monitor) -> Backend:
-    """`backend` wrapped in a TimedBackend with the same capabilities."""
-    if isinstance(backend, TimedBackend):
-        return backend
-    cls = type(
-        f"Timed{type(backend).__name__}",
-        (TimedBackend,),
-        {"regenerates_itself": type(backend).regenerates_itself},
-    )
-    wrapped: Backend = cls(backend, monitor)
-    return wrapped
 
 
 # --- the HTTP endpoint -------------------------------------------------------------

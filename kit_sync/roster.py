@@ -20,10 +20,14 @@ from urllib.parse import quote
 from dateutil.relativedelta import relativedelta
 from pydantic import ValidationError
 
-from kit_sync.clock import utcnow
+from kit_sync.clock import system_clock
 from kit_sync.config import Config, ContactEntry, Filter, Include, problem_line
 from kit_sync.errors import ConfigError
-from kit_sync.model import Channel, Contact, Roster, fold_text
+
+# Contact and Roster live in the core (model.py); re-exported for older imports.
+from kit_sync.model import Channel, fold_text
+from kit_sync.model import Contact as Contact
+from kit_sync.model import Roster as Roster
 from kit_sync.yamlsrc import Located, format_path
 
 if TYPE_CHECKING:
@@ -656,7 +660,7 @@ def _prune(
     }
     if not rules:
         return persons
-    day = today or utcnow().date()
+    day = today or system_clock().date()
     since = {j: day - relativedelta(months=iv.months, days=iv.days) for j, iv in rules.items()}
     kept: list[_Person] = []
     for person in persons:

@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from kit_sync.clock import Clock, system_clock
 from kit_sync.errors import KitError
 from kit_sync.model import Touch
 
@@ -116,15 +117,12 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         db.execute("COMMIT")
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
 class State:
     """One SQLite file. Each public write method is its own transaction."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, clock: Clock = system_clock) -> None:
         self.path = path
+        self.clock = clock
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # The daemon runs cycles in a scheduler thread, one at a time (Daemon._lock).
@@ -167,6 +165,9 @@ class State:
                 "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
 
+    def _now(self) -> str:
+        return self.clock().astimezone(UTC).isoformat(timespec="microseconds")
+
     def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         return transaction(self.db)
 
@@ -186,7 +187,7 @@ class State:
                 touch.source,
                 touch.source_uid,
                 touch.note,
-                _now(),
+                self._now(),
                 touch.kind,
                 touch.at.isoformat() if touch.at else None,
             ),
@@ -231,12 +232,6 @@ class State:
         """Changes whenever a touch is added or removed: (count, highest id)."""
         row = self.db.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM touches").fetchone()
         return int(row[0]), int(row[1])
-
-    def last_touches(self) -> dict[str, date]:
-        rows = self.db.execute(
-            "SELECT contact_id, MAX(day) AS day FROM touches GROUP BY contact_id"
-        ).fetchall()
-        return {r["contact_id"]: date.fromisoformat(r["day"]) for r in rows}
 
     @staticmethod
     def new_touch_id() -> str:
@@ -297,7 +292,7 @@ class State:
         cur = self.db.execute(
             "INSERT INTO actions (cycle, at, kind, contact_id, uid, status, detail) "
             "VALUES (?, ?, ?, ?, ?, 'pending', ?)",
-            (cycle, _now(), kind, contact_id, uid, detail),
+            (cycle, self._now(), kind, contact_id, uid, detail),
         )
         return int(cur.lastrowid or 0)
 
@@ -310,12 +305,6 @@ class State:
                 (status, detail, action_id),
             )
 
-    def interrupted_actions(self) -> list[sqlite3.Row]:
-        """Actions a killed cycle started but never finished."""
-        return self.db.execute(
-            "SELECT * FROM actions WHERE status = 'pending' ORDER BY id"
-        ).fetchall()
-
     def settle_interrupted(self) -> int:
         cur = self.db.execute("UPDATE actions SET status = 'interrupted' WHERE status = 'pending'")
         return cur.rowcount
@@ -324,7 +313,7 @@ class State:
 
     def begin_cycle(self) -> str:
         cycle_id = uuid.uuid4().hex[:12]
-        self.db.execute("INSERT INTO cycles (id, started) VALUES (?, ?)", (cycle_id, _now()))
+        self.db.execute("INSERT INTO cycles (id, started) VALUES (?, ?)", (cycle_id, self._now()))
         self.db.execute(
             "DELETE FROM cycles WHERE id NOT IN "
             "(SELECT id FROM cycles ORDER BY started DESC, rowid DESC LIMIT 1000)"
@@ -337,7 +326,7 @@ class State:
     ) -> None:
         self.db.execute(
             "UPDATE cycles SET finished = ?, ok = ?, counts = ?, error = ? WHERE id = ?",
-            (_now(), int(ok), json.dumps(counts), error, cycle_id),
+            (self._now(), int(ok), json.dumps(counts), error, cycle_id),
         )
 
     def last_cycle(self) -> CycleRecord | None:

@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +27,7 @@ import pytest
 from kit import BASE_CONFIG, World
 
 from kit_sync.daemon import Daemon
-from kit_sync.health import Monitor, assess, timed
+from kit_sync.health import assess
 from kit_sync.state import CycleRecord
 
 # --- helpers (also used by test_logs.py and test_secrets.py) ---------------------------
@@ -258,14 +259,22 @@ def test_health_listen_must_be_host_and_port(
 # --- the daemon's /healthz and /metrics --------------------------------------------------
 
 
-def test_timed_backend_keeps_the_backend_contract(world: World) -> None:
+def test_backend_calls_are_timed_by_the_engine_and_the_backend_stays_itself(
+    world: World,
+) -> None:
     engine = world.engine()
-    monitor = Monitor(EVERY)
-    wrapped = timed(engine.backend, monitor)
-    assert type(wrapped).regenerates_itself is type(engine.backend).regenerates_itself
-    assert timed(wrapped, monitor) is wrapped
-    assert wrapped.fetch_listing().tasks == []
-    assert wrapped.path == engine.backend.path  # type: ignore[attr-defined]
+    backend = engine.backend
+    calls: list[str] = []
+
+    @contextmanager
+    def timing(operation: str) -> Iterator[None]:
+        calls.append(operation)
+        yield
+
+    engine.timing = timing
+    assert engine.run_cycle().counts["created"] == 2
+    assert engine.backend is backend  # nothing wraps or replaces the backend
+    assert calls.count("create_task") == 2 and calls[0] == "fetch_listing"
     engine.state.close()
 
 

@@ -4,10 +4,14 @@ heavy client library (exchangelib, caldav) and the local backend never needs one
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from kit_sync.clock import Clock, system_clock
 
 if TYPE_CHECKING:
     from kit_sync.backends.base import Backend
+    from kit_sync.config import BackendConfig
 
 # backend type (config `backend.type`) -> "module:factory"
 REGISTRY: dict[str, str] = {
@@ -18,9 +22,10 @@ REGISTRY: dict[str, str] = {
 }
 
 
-def open_backend(config: Any, tz: Any) -> Backend:
-    """Build the configured backend. Raises BackendUnavailable for a missing library."""
-    from kit_sync.backends.base import BackendUnavailable
+def open_backend(config: BackendConfig, tz: ZoneInfo, *, clock: Clock = system_clock) -> Backend:
+    """Build the configured backend: its class takes its own config model (CaldavConfig,
+    ...), the user's zone and the clock. Raises BackendUnavailable for a missing library."""
+    from kit_sync.backends.base import Backend, BackendUnavailable
 
     target = REGISTRY[config.type]
     module_name, _, attr = target.partition(":")
@@ -32,5 +37,7 @@ def open_backend(config: Any, tz: Any) -> Backend:
             f"install it with: pip install 'kit-sync[{config.type}]'"
         ) from exc
     factory = getattr(module, attr)
-    backend: Backend = factory(config, tz)
+    backend = factory(config, tz, clock=clock)
+    if not isinstance(backend, Backend):
+        raise TypeError(f"{target} is not a kit_sync.backends.base.Backend")
     return backend

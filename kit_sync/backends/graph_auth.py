@@ -31,6 +31,7 @@ import msal
 import requests
 
 from kit_sync.backends.base import AuthFailed, BackendUnavailable
+from kit_sync.config import GraphConfig
 from kit_sync.errors import ConfigError
 
 log = logging.getLogger("kit_sync")
@@ -72,7 +73,7 @@ class StaticToken:
 # --- the token cache file ------------------------------------------------------------
 
 
-def default_cache_path(config: Any) -> Path:
+def default_cache_path(config: GraphConfig) -> Path:
     """One cache file per (authority, tenant, client): $XDG_STATE_HOME/kit-sync/."""
     base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
     key = f"{config.authority_host}|{config.tenant}|{config.client_id}"
@@ -133,18 +134,18 @@ class CacheFile:
 # --- MSAL plumbing -----------------------------------------------------------------------
 
 
-def authority_url(config: Any) -> str:
+def authority_url(config: GraphConfig) -> str:
     return f"{config.authority_host.rstrip('/')}/{config.tenant}"
 
 
-def graph_scopes(config: Any, *, app_only: bool) -> list[str]:
+def graph_scopes(config: GraphConfig, *, app_only: bool) -> list[str]:
     """Scopes for the configured Graph endpoint (national clouds have their own host)."""
     parts = urlsplit(config.graph_url)
     resource = f"{parts.scheme}://{parts.netloc}"
     return [f"{resource}/.default"] if app_only else [f"{resource}/Tasks.ReadWrite"]
 
 
-def _http_client(config: Any) -> Any:
+def _http_client(config: GraphConfig) -> Any:
     """The requests session MSAL uses. requests lets $REQUESTS_CA_BUNDLE override a
     session's `verify`; here the config's CA bundle wins (proxies from the
     environment still apply)."""
@@ -166,7 +167,7 @@ def _http_client(config: Any) -> Any:
     return session
 
 
-def _msal_options(config: Any) -> dict[str, Any]:
+def _msal_options(config: GraphConfig) -> dict[str, Any]:
     host = urlsplit(config.authority_host).hostname or ""
     options: dict[str, Any] = {
         "authority": authority_url(config),
@@ -177,14 +178,14 @@ def _msal_options(config: Any) -> dict[str, Any]:
     return options
 
 
-def _unreachable(exc: Exception, config: Any) -> BackendUnavailable:
+def _unreachable(exc: Exception, config: GraphConfig) -> BackendUnavailable:
     return BackendUnavailable(
         f"cannot reach the Microsoft sign-in service at {config.authority_host} "
         f"({type(exc).__name__}: {exc}); check the network and backend.authority_host"
     )
 
 
-def _build(factory: Callable[[], Any], config: Any) -> Any:
+def _build(factory: Callable[[], Any], config: GraphConfig) -> Any:
     """Build an MSAL app (it fetches the authority's OpenID configuration)."""
     try:
         return factory()
@@ -210,7 +211,7 @@ def _error_text(result: dict[str, Any] | None) -> str:
 class DelegatedTokens:
     """A person's tokens: device-code login once, silent refreshes afterwards."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: GraphConfig) -> None:
         self.config = config
         self.scopes = graph_scopes(config, app_only=False)
         self.cache_path = Path(config.token_cache) if config.token_cache else None
@@ -290,7 +291,7 @@ class DelegatedTokens:
 class AppTokens:
     """App-only tokens (client credentials with a secret or a certificate)."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: GraphConfig) -> None:
         self.config = config
         self.scopes = graph_scopes(config, app_only=True)
         self._app: Any = None
@@ -298,7 +299,8 @@ class AppTokens:
     def _credential(self) -> Any:
         if self.config.client_secret is not None:
             return self.config.client_secret.get_secret_value()
-        path = Path(self.config.certificate)
+        path = self.config.certificate
+        assert path is not None  # AppTokens is built for a client_secret or a certificate
         password = self.config.certificate_password
         if path.suffix.lower() in (".pfx", ".p12"):
             cred: dict[str, Any] = {"private_key_pfx_path": str(path)}
@@ -352,14 +354,14 @@ class AppTokens:
         )
 
 
-def token_provider(config: Any) -> DelegatedTokens | AppTokens:
+def token_provider(config: GraphConfig) -> DelegatedTokens | AppTokens:
     """The provider the config asks for: app-only with a secret/certificate, else a person."""
     if config.client_secret is not None or config.certificate is not None:
         return AppTokens(config)
     return DelegatedTokens(config)
 
 
-def login(config: Any, echo: Callable[[str], None]) -> str:
+def login(config: GraphConfig, echo: Callable[[str], None]) -> str:
     """`kit-sync login`: the device-code flow for a person; for app-only credentials,
     acquire one token to prove they work. Returns a line to print."""
     provider = token_provider(config)

@@ -13,19 +13,21 @@ import hashlib
 import os
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 from zoneinfo import ZoneInfo
 
 from kit_sync.backends.base import (
     AlreadyExists,
+    Backend,
     BackendUnavailable,
     Conflict,
     ItemRejected,
     NotFound,
 )
 from kit_sync.backends.ical import ParseError, apply_change, new_vtodo, task_from_ical
+from kit_sync.clock import Clock, system_clock
+from kit_sync.config import LocalConfig
 from kit_sync.files import MAX_ITEM_BYTES, UnreadableFile, read_regular
 from kit_sync.model import ItemProblem, KitTask, Listing, NewTask, TaskChange
 
@@ -41,15 +43,15 @@ def _href_for(uid: str) -> str:
     return f"{safe}.ics"
 
 
-class LocalBackend:
+class LocalBackend(Backend):
     """Backend over a vdir folder. See base.Backend for the contract."""
 
     regenerates_itself: ClassVar[bool] = False
 
-    def __init__(self, config: Any, tz: ZoneInfo, *, clock: Any = None) -> None:
+    def __init__(self, config: LocalConfig, tz: ZoneInfo, *, clock: Clock | None = None) -> None:
         self.path = Path(config.path)
         self.tz = tz
-        self._clock = clock or (lambda: datetime.now(UTC))
+        self._clock = clock or system_clock
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -36,7 +36,6 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote, unquote, urljoin, urlsplit
@@ -44,6 +43,7 @@ from zoneinfo import ZoneInfo
 
 from kit_sync.backends.base import (
     AlreadyExists,
+    Backend,
     BackendError,
     BackendUnavailable,
     Conflict,
@@ -73,6 +73,8 @@ from kit_sync.backends.caldav.transport import (
     _translate,
     _UidTakenElsewhere,
 )
+from kit_sync.clock import Clock, system_clock
+from kit_sync.config import CaldavConfig
 from kit_sync.errors import ConfigError
 from kit_sync.model import (
     ItemProblem,
@@ -83,6 +85,7 @@ from kit_sync.model import (
     TaskChange,
     make_uid,
 )
+from kit_sync.state import State
 
 log = logging.getLogger("kit_sync.caldav")
 #: Our own writes are noted in the cache file in batches of this many.
@@ -94,18 +97,18 @@ REPROBE_SYNC = 24 * 3600.0
 # --- the backend --------------------------------------------------------------------------
 
 
-class CaldavBackend:
+class CaldavBackend(Backend):
     """Backend over one CalDAV task list. See base.Backend for the contract."""
 
     regenerates_itself: ClassVar[bool] = False
 
-    def __init__(self, config: Any, tz: ZoneInfo, *, clock: Any = None) -> None:
+    def __init__(self, config: CaldavConfig, tz: ZoneInfo, *, clock: Clock | None = None) -> None:
         self.config = config
         self.tz = tz
-        self._clock = clock or (lambda: datetime.now(UTC))
+        self._clock = clock or system_clock
         self.url: str = config.url
         self._where = f"the CalDAV server {urlsplit(self.url).netloc or self.url}"
-        if getattr(config, "server", None):
+        if config.server:
             from caldav.config import resolve_features
 
             try:
@@ -124,14 +127,14 @@ class CaldavBackend:
         self._unsaved: list[tuple[str, _Item | None, str | None]] = []
         self._cache: _Cache | None = None
         self._cache_path: Path | None = None
-        self._identity = f"{self.url}|{getattr(config, 'username', None) or ''}"
-        self._list_key = f"collection|{self._identity}|{getattr(config, 'task_list', None) or ''}"
+        self._identity = f"{self.url}|{config.username or ''}"
+        self._list_key = f"collection|{self._identity}|{config.task_list or ''}"
         #: HTTP requests sent by this backend (tests and benchmarks count them).
         self.requests = 0
 
     # --- state ----------------------------------------------------------------------------
 
-    def bind_state(self, state: Any) -> None:
+    def bind_state(self, state: State) -> None:
         """Keep the listing cache in a file beside the state DB (the engine calls this)."""
         path = Path(state.path)
         self._cache_path = path.with_name(path.stem + ".caldav-cache.sqlite")

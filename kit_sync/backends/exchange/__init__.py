@@ -87,6 +87,7 @@ from exchangelib.services import (
 
 from kit_sync.backends.base import (
     AlreadyExists,
+    Backend,
     BackendError,
     BackendUnavailable,
     Conflict,
@@ -117,6 +118,9 @@ from kit_sync.backends.exchange.transport import (
     _utc_zone,
     parse_version,
 )
+from kit_sync.cadence import today
+from kit_sync.clock import Clock, system_clock
+from kit_sync.config import ExchangeConfig
 from kit_sync.model import (
     ItemProblem,
     KitMeta,
@@ -127,6 +131,7 @@ from kit_sync.model import (
     TaskChange,
     contact_from_uid,
 )
+from kit_sync.state import State
 
 log = logging.getLogger("kit_sync.exchange")
 SYNC_PAGE = 512  # SyncFolderItems returns at most 512 changes per call
@@ -135,17 +140,18 @@ SYNC_PAGE = 512  # SyncFolderItems returns at most 512 changes per call
 # --- the backend ------------------------------------------------------------------------------
 
 
-class ExchangeBackend:
+class ExchangeBackend(Backend):
     """Backend over an Exchange Tasks folder. See base.Backend for the contract."""
 
     regenerates_itself: ClassVar[bool] = True
 
-    def __init__(self, config: Any, tz: ZoneInfo) -> None:
+    def __init__(self, config: ExchangeConfig, tz: ZoneInfo, *, clock: Clock | None = None) -> None:
         _register_properties()
         self.config = config
         self.tz = tz
+        self._clock = clock or system_clock
         self.email: str = config.email
-        self._state: Any = None
+        self._state: State | None = None
         self._cache = _Cache()
         self._dirty = False
         self._account: Account | None = None
@@ -154,7 +160,7 @@ class ExchangeBackend:
 
     # --- wiring -----------------------------------------------------------------------
 
-    def bind_state(self, state: Any) -> None:
+    def bind_state(self, state: State) -> None:
         """Keep the sync state and the cached listing in the state DB (an idle cycle
         in a new process is then one request)."""
         self._state = state
@@ -175,6 +181,7 @@ class ExchangeBackend:
         cfg = self.config
         if cfg.auth == "oauth2":
             oauth = cfg.oauth
+            assert oauth is not None  # the config model requires it with auth: oauth2
             credentials: Any = OAuth2Credentials(
                 client_id=oauth.client_id,
                 client_secret=oauth.client_secret.get_secret_value(),
@@ -633,7 +640,7 @@ class ExchangeBackend:
             fields.append("kit_meta")
             old_every = entry.meta.every if entry else task.meta.every
             if change.meta.every and change.meta.every != old_every:
-                start = due or date.today()
+                start = due or today(self._clock(), self.tz)
                 item.recurrence = TaskRecurrence(
                     pattern=regeneration_for(change.meta.every), start=start
                 )

@@ -34,8 +34,8 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import Callable
-from datetime import UTC, date, datetime
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
 from datetime import time as dtime
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
@@ -45,6 +45,7 @@ import httpx
 
 from kit_sync.backends.base import (
     AlreadyExists,
+    Backend,
     BackendError,
     BackendUnavailable,
     ItemRejected,
@@ -76,6 +77,8 @@ from kit_sync.backends.graph.transport import (
     retry_after,
 )
 from kit_sync.backends.graph_auth import TokenProvider, token_provider
+from kit_sync.clock import Clock, system_clock
+from kit_sync.config import GraphConfig
 from kit_sync.model import (
     ItemProblem,
     KitTask,
@@ -86,6 +89,7 @@ from kit_sync.model import (
     TaskContent,
     make_uid,
 )
+from kit_sync.state import State
 
 log = logging.getLogger("kit_sync")
 
@@ -93,7 +97,7 @@ log = logging.getLogger("kit_sync")
 # --- the backend -----------------------------------------------------------------
 
 
-class GraphBackend:
+class GraphBackend(Backend):
     """A Microsoft To Do list through Microsoft Graph. See base.Backend for the contract."""
 
     regenerates_itself: ClassVar[bool] = False
@@ -103,26 +107,24 @@ class GraphBackend:
 
     def __init__(
         self,
-        config: Any,
+        config: GraphConfig,
         tz: ZoneInfo,
         *,
         tokens: TokenProvider | None = None,
-        clock: Callable[[], datetime] | None = None,
+        clock: Clock | None = None,
         sleep: Callable[[float], None] | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.config = config
         self.tz = tz
         self.tokens: TokenProvider = tokens or token_provider(config)
-        self._clock = clock or (lambda: datetime.now(UTC))
+        self._clock = clock or system_clock
         self._sleep = sleep or time.sleep
         self._base = config.graph_url.rstrip("/")
         origin = urlsplit(self._base)
         self._origin = f"{origin.scheme}://{origin.netloc}".lower()
-        app_only = getattr(config, "client_secret", None) is not None or (
-            getattr(config, "certificate", None) is not None
-        )
-        self._root = f"/users/{quote(config.user, safe='@')}" if app_only else "/me"
+        app_only = config.client_secret is not None or config.certificate is not None
+        self._root = f"/users/{quote(config.user or '', safe='@')}" if app_only else "/me"
         verify: Any = config.verify
         if isinstance(verify, str):
             verify = ssl.create_default_context(cafile=verify)
@@ -135,7 +137,7 @@ class GraphBackend:
         )
         scope_key = f"{self._base}|{self._root}|{config.task_list or ''}"
         self._key = "graph:" + hashlib.sha256(scope_key.encode()).hexdigest()[:12]
-        self._state: Any = None
+        self._state: State | None = None
         self._list_id: str | None = None
         self._delta: str | None = None
         self._tasks: dict[str, dict[str, Any]] = {}  # kit-owned tasks by Graph id
@@ -147,14 +149,14 @@ class GraphBackend:
 
     # --- state -----------------------------------------------------------------------
 
-    def bind_state(self, state: Any) -> None:
+    def bind_state(self, state: State) -> None:
         """Keep the delta link and the mirror in the state DB (the engine calls this)."""
         self._state = state
         if self._synced:
             self._persist(set(self._tasks), set(), full=True)
             return
         prefix = self._key + ":"
-        stored = state.tokens(prefix) if hasattr(state, "tokens") else {}
+        stored = state.tokens(prefix)
         self._list_id = stored.get(prefix + "list")
         self._delta = stored.get(prefix + "delta")
         for key, value in stored.items():
@@ -313,7 +315,10 @@ class GraphBackend:
                     }
             if not again:
                 break
-            wait = max((retry_after(answers[r].get("headers")) for r in throttled), default=0.0)
+            wait = max(
+                (retry_after(answers[r].get("headers")) for r in throttled),
+                default=0.0,
+            )
             if not self._spend(wait):
                 for rid in again:
                     done[rid] = answers[rid]
@@ -660,7 +665,7 @@ class GraphBackend:
         )
         return self._store(raw, self._new_body(new)["linkedResources"][0])
 
-    def create_tasks(self, news: list[NewTask]) -> list[KitTask | BackendError]:
+    def create_tasks(self, news: Sequence[NewTask]) -> list[KitTask | BackendError]:
         """Create many tasks, 20 to a `$batch` request. One result per task, in order:
         the stored task, or the error for that one task. Raises BackendUnavailable
         when nothing could be sent at all."""

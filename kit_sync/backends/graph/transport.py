@@ -5,7 +5,6 @@ turns HTTP statuses and Graph error codes into the backend errors of base.py.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -21,6 +20,7 @@ from kit_sync.backends.base import (
     Throttled,
 )
 from kit_sync.backends.graph_auth import LOGIN_HINT
+from kit_sync.clock import Clock, system_clock
 
 BATCH_LIMIT = 20  # Graph's JSON batching limit
 PAGE_SIZE = 100
@@ -51,7 +51,9 @@ def _json(resp: httpx.Response) -> Any:
         return None
 
 
-def retry_after(headers: Any, default: float = DEFAULT_RETRY) -> float:
+def retry_after(
+    headers: Any, default: float = DEFAULT_RETRY, *, clock: Clock = system_clock
+) -> float:
     """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
     value = None
     if headers:
@@ -68,7 +70,7 @@ def retry_after(headers: Any, default: float = DEFAULT_RETRY) -> float:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return default
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return max(0.0, (when - clock()).total_seconds())
 
 
 def _error(status: int, body: Any, what: str, headers: Any = None) -> BackendError:

@@ -1,0 +1,71 @@
+"""The shape of the code, checked: the clock is read in one place, the core imports
+no I/O or config, the engine and its callers use the backend contract as declared."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+
+from kit_sync.backends import REGISTRY
+from kit_sync.backends.base import Backend
+
+SOURCE = Path(__file__).resolve().parent.parent / "kit_sync"
+#: The pure core: what `plan.py` may import from kit_sync (DESIGN: "dependencies point
+#: inward"); the config, state, backends and engine are outer layers.
+CORE = {"kit_sync.cadence", "kit_sync.model", "kit_sync.plan", "kit_sync.errors"}
+
+
+def _modules() -> list[Path]:
+    return sorted(SOURCE.rglob("*.py"))
+
+
+def _kit_imports(path: Path) -> set[str]:
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("kit_sync"):
+            out.add(node.module)
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith("kit_sync")}
+    return out
+
+
+def test_the_clock_is_read_only_in_clock_py() -> None:
+    reads = re.compile(r"\b(datetime\.now|datetime\.utcnow|date\.today|datetime\.today)\s*\(")
+    found = [
+        f"{path.relative_to(SOURCE.parent)}:{n}: {line.strip()}"
+        for path in _modules()
+        if path.name != "clock.py"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if reads.search(line)
+    ]
+    assert found == [], "take a Clock (kit_sync.clock) instead of reading the time:\n" + "\n".join(
+        found
+    )
+
+
+@pytest.mark.parametrize("module", ["plan", "cadence", "model"])
+def test_the_core_imports_only_the_core(module: str) -> None:
+    imported = _kit_imports(SOURCE / f"{module}.py")
+    assert imported <= CORE, f"kit_sync/{module}.py imports {sorted(imported - CORE)}"
+    text = (SOURCE / f"{module}.py").read_text()
+    assert not re.search(r"^(import|from) (pydantic|sqlite3|yaml|httpx)", text, re.MULTILINE)
+
+
+@pytest.mark.parametrize("module", ["engine", "health", "daemon", "cli"])
+def test_no_duck_typing_of_the_backend(module: str) -> None:
+    """The contract is the code: no getattr on a backend and no type: ignore."""
+    text = (SOURCE / f"{module}.py").read_text()
+    assert not re.search(r"getattr\(.*backend|type: ignore", text)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_backend_implements_the_declared_contract(name: str) -> None:
+    module_name, _, attr = REGISTRY[name].partition(":")
+    cls = getattr(importlib.import_module(module_name), attr)
+    assert issubclass(cls, Backend)
+    assert not getattr(cls, "__abstractmethods__", None)
+    assert isinstance(cls.regenerates_itself, bool) and cls.batch_size >= 1
