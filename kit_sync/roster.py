@@ -96,6 +96,7 @@ class FileReport:
     rows: int = 0
     filtered_out: int = 0
     pruned: int = 0
+    pruned_rows: list[str] = field(default_factory=list)  # "people.csv:9 Bo Chen"
     added: list[Added] = field(default_factory=list)
     merged: list[Merge] = field(default_factory=list)  # into inline entries
     duplicates: list[Merge] = field(default_factory=list)  # into another row
@@ -138,6 +139,7 @@ class FileReport:
             "kept": self.kept,
             "filtered_out": self.filtered_out,
             "pruned": self.pruned,
+            "pruned_rows": list(self.pruned_rows),
             "merged": [
                 {"row": m.row, "name": m.name, "into": m.into, "id": m.into_id, "why": m.why}
                 for m in self.merged
@@ -679,6 +681,7 @@ def _prune(
         for r in person.rows:
             assert r.include is not None
             reports[r.include].pruned += 1
+            reports[r.include].pruned_rows.append(f"{r.where} {r.entry.name}")
     for j in rules:
         report = reports[j]
         rows_left = [r for p in kept for r in p.rows if r.include == j]

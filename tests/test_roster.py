@@ -511,6 +511,7 @@ def test_seen_within_uses_a_last_contact_column(tmp_path: Path) -> None:
     r = load_roster(config, located, today=date(2026, 6, 15))
     assert [c.name for c in r.contacts] == ["Ann Lee"]
     assert r.reports[0].pruned == 2
+    assert r.reports[0].pruned_rows == ["people.csv:3 Bo Chen", "people.csv:4 Cy Diaz"]
     # The journal counts as well as the column.
     r = load_roster(
         config, located, today=date(2026, 6, 15), journal={"cy-x-org": date(2026, 1, 1)}
