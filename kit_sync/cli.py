@@ -738,6 +738,24 @@ def init() -> None:
     _echo('next: kit-sync add "Name" --email you@example.com --tier core; kit-sync check')
 
 
+@app.command()
+def near(
+    city: Annotated[str, typer.Argument(help="A city, as contacts' `city` writes it.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Everyone in CITY (case and accents ignored, trip aliases too): last touch and
+    its note, next due date, how to reach them, their notes. For planning a trip."""
+    from kit_sync.near import near_dict, near_text, people_near
+    from kit_sync.overview import fetch_snapshot
+
+    with _engine() as engine:
+        report = people_near(fetch_snapshot(engine), city, engine.config.trips.trips())
+    if as_json:
+        _echo(json.dumps(near_dict(report), indent=2, ensure_ascii=False))
+    else:
+        _echo(near_text(report))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: click's standalone mode prints usage errors (exit 2) and KitGroup
     maps every user-facing error to its exit code."""

@@ -331,3 +331,49 @@ def test_a_contact_who_moved_away_loses_the_trip(tmp_path: Path) -> None:
     w.sync()
     ana = w.the_open("ana-example-pt")
     assert (ana.due, ana.summary) == (date(2027, 4, 14), "Keep in touch with Ana Lisboa")
+
+
+# --- kit-sync near ------------------------------------------------------------------------
+
+
+def test_near_lists_everyone_in_the_city_with_aliases(tmp_path: Path) -> None:
+    from kit_sync.near import near_dict, near_text, people_near
+    from kit_sync.overview import fetch_snapshot
+
+    w = trip_world(tmp_path, TRIP)
+    data = copy.deepcopy(w.config_data)
+    data["contacts"][0]["notes"] = "Architect.\nAsk about the tram line."
+    w.write_config(data)
+    engine = w.engine()
+    try:
+        report = people_near(fetch_snapshot(engine), "LISBOA", engine.config.trips.trips())
+    finally:
+        engine.state.close()
+    out = near_dict(report)
+    assert [p["name"] for p in out["people"]] == ["Ana Lisboa", "Eva Early"]
+    assert out["people"][0]["notes"] == "Architect.\nAsk about the tram line."
+    assert out["people"][0]["last_touch"] == "2027-01-14"
+    assert out["people"][0]["next_due"] == "2027-03-10"
+    assert out["trips"] == [{"city": "Lisbon", "from": "2027-03-10", "to": "2027-03-14"}]
+    text = near_text(report)
+    assert "Ask about the tram line." in text
+    assert "your trip: in Lisbon 10–14 Mar" in text
+    assert "Rui Porto" not in text
+
+
+def test_near_command(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from kit_sync.cli import app
+
+    w = trip_world(tmp_path, TRIP)
+    runner = CliRunner()
+    result = runner.invoke(app, ["--config", str(w.config_path), "near", "lisbon", "--json"])
+    assert result.exit_code == 0, result.output
+    assert {p["name"] for p in json.loads(result.output)["people"]} == {"Ana Lisboa", "Eva Early"}
+    nobody = runner.invoke(app, ["--config", str(w.config_path), "near", "Oslo"])
+    assert nobody.exit_code == 0 and "nobody on the roster lives in Oslo" in nobody.output
+    missing = runner.invoke(app, ["--config", str(w.config_path), "near"])
+    assert missing.exit_code == 2
