@@ -16,7 +16,7 @@ from outlook_export import outlook_export
 from typer.testing import CliRunner
 
 from kit_sync.cli import app
-from kit_sync.clock import utcnow
+from kit_sync.clock import system_clock
 
 HEAD = """\
 timezone: UTC
@@ -200,7 +200,7 @@ def test_check_fails_on_a_category_typo_and_a_bare_number(tmp_path: Path) -> Non
 
 def test_check_reports_pruned_rows(tmp_path: Path) -> None:
     # Dates relative to the clock the CLI reads, so the test holds on any day.
-    today = utcnow().date()
+    today = system_clock().date()
     recent, old = today - timedelta(days=30), today - timedelta(days=3 * 366)
     (tmp_path / "people.csv").write_text(
         f"name,email,last contact\nAnn Lee,ann@x.org,{recent}\nBo Chen,bo@x.org,{old}\n"
