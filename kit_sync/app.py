@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -26,11 +26,12 @@ class Loaded:
     tz: ZoneInfo
 
 
-def load(path: Path, *, skip_bad_rows: bool = False, now: datetime | None = None) -> Loaded:
-    """Config and roster, validated. Raises ConfigError; touches nothing."""
+def load(path: Path, *, skip_bad_rows: bool = False, clock: Clock = system_clock) -> Loaded:
+    """Config and roster, validated. Raises ConfigError; touches nothing (the clock
+    says which day `only: {seen_within}` counts back from)."""
     config, located = load_config(path)
     tz = zone_of(config.timezone)
-    journal, today_ = roster_context(config, tz, now)
+    journal, today_ = roster_context(config, tz, clock)
     roster = load_roster(
         config, located, skip_bad_rows=skip_bad_rows, journal=journal, today=today_
     )
@@ -41,13 +42,13 @@ def load(path: Path, *, skip_bad_rows: bool = False, now: datetime | None = None
 
 
 def roster_context(
-    config: Config, tz: ZoneInfo, now: datetime | None = None
+    config: Config, tz: ZoneInfo, clock: Clock = system_clock
 ) -> tuple[dict[str, date], date]:
     """The touch journal and the user's today, which `only: {seen_within}` needs
     (the journal is read only when some include uses it)."""
     pruning = any(inc.only and inc.only.seen_within for inc in config.include)
     journal = read_last_touches(config.state_path()) if pruning else {}
-    return journal, today(now or system_clock(), tz)
+    return journal, today(clock(), tz)
 
 
 def open_engine(loaded: Loaded, *, clock: Clock = system_clock) -> Engine:

@@ -187,7 +187,7 @@ class Daemon:
 
         old = self.engine.config
         try:
-            loaded = load(old.source, skip_bad_rows=self.skip_bad_rows)
+            loaded = load(old.source, skip_bad_rows=self.skip_bad_rows, clock=self.clock)
         except KitError as exc:
             log.error(
                 "the config changed but cannot be used; still syncing with the previous "

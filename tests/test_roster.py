@@ -484,7 +484,7 @@ def test_seen_within_keeps_people_touched_in_the_window(tmp_path: Path) -> None:
     state.close()
     before = (tmp_path / "state.sqlite").read_bytes()
 
-    loaded = load(tmp_path / "config.yaml", now=NOW)
+    loaded = load(tmp_path / "config.yaml", clock=lambda: NOW)
 
     assert [c.id for c in loaded.roster.contacts] == ["di-x-org", "ann-x-org"]
     (report,) = loaded.roster.reports
@@ -493,7 +493,7 @@ def test_seen_within_keeps_people_touched_in_the_window(tmp_path: Path) -> None:
     assert "2 pruned (not seen recently)" in report.summary()
     assert (tmp_path / "state.sqlite").read_bytes() == before  # read only
     # The window is counted back from the clock the code takes.
-    later = load(tmp_path / "config.yaml", now=datetime(2027, 7, 2, tzinfo=UTC))
+    later = load(tmp_path / "config.yaml", clock=lambda: datetime(2027, 7, 2, tzinfo=UTC))
     assert [c.id for c in later.roster.contacts] == ["di-x-org"]
 
 
