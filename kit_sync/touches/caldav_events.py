@@ -26,6 +26,9 @@ from kit_sync.touches.meetings import meeting_touches
 
 log = logging.getLogger("kit_sync")
 
+#: Objects asked for per calendar-multiget REPORT.
+MULTIGET = 200
+
 
 def _caldav() -> Any:
     import caldav
@@ -135,19 +138,28 @@ class CaldavEventsSource:
         state: dict[str, Any] = json.loads(cursor) if cursor else {}
         token = state.get("token")
         pending: dict[str, str] = dict(state.get("pending", {}))
-        result = calendar.get_objects_by_sync_token(token, load_objects=True)
-        objects: dict[str, Any] = {str(obj.url): obj for obj in result}
-        for url in getattr(result, "deleted_urls", ()) or ():
+        # What changed (hrefs only), then their data in calendar-multiget REPORTs:
+        # a first read of E meetings is a handful of requests, not E GETs.
+        result = calendar.get_objects_by_sync_token(token, load_objects=False)
+        deleted = {str(u) for u in getattr(result, "deleted_urls", ()) or ()}
+        for url in deleted:
             # A deleted meeting does not undo a touch; it just needs no look later.
-            pending.pop(str(url), None)
-        due = [
+            pending.pop(url, None)
+        wanted = [str(obj.url) for obj in result if str(obj.url) not in deleted]
+        wanted += [
             url
             for url, end in pending.items()
-            if url not in objects and datetime.fromisoformat(end) <= now
+            if url not in wanted and datetime.fromisoformat(end) <= now
         ]
-        if due:
-            for obj in calendar.multiget([lib_url(u) for u in due]):
+        wanted = [u for u in wanted if not u.endswith("/")]
+        objects: dict[str, Any] = {}
+        for i in range(0, len(wanted), MULTIGET):
+            urls = [lib_url(u) for u in wanted[i : i + MULTIGET]]
+            for obj in calendar.multiget(urls):
                 objects[str(obj.url)] = obj
+        for url in wanted:
+            if url not in objects:
+                pending.pop(url, None)  # gone meanwhile
         me = self._my_addresses()
         found = Found()
         for url, obj in objects.items():

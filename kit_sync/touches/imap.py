@@ -246,6 +246,8 @@ class ImapSource:
         uid: int,
     ) -> list[Touch]:
         raw = next((v for k, v in item.items() if k.startswith(b"BODY[")), b"") or b""
+        if not book.mentioned_in(raw):
+            return []  # no roster address in its headers: nothing to parse
         headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
         at = _sent_at(headers.get("Date"), item.get(b"INTERNALDATE"))
         if at is None:

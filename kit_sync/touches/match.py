@@ -9,12 +9,16 @@ contact lists it), so a touch is never credited to the wrong person.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from email.utils import getaddresses
 from zoneinfo import ZoneInfo
 
 from kit_sync.roster import Roster
+
+#: An address as it appears in a header (lower-cased bytes), for `mentioned_in`.
+_ADDRESS = re.compile(rb"[a-z0-9._%+'=!#$&*/?^`{|}~-]+@[a-z0-9.-]+")
 
 
 def normalise(address: str) -> str:
@@ -30,6 +34,7 @@ class AddressBook:
 
     def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
         self._ids: dict[str, list[str]] = {}
+        self._simple: bool | None = None
         for address, contact_id in pairs:
             key = normalise(address)
             if key and contact_id not in self._ids.setdefault(key, []):
@@ -38,6 +43,16 @@ class AddressBook:
     @classmethod
     def of(cls, roster: Roster) -> AddressBook:
         return cls((e, c.id) for c in roster.contacts for e in c.emails)
+
+    def mentioned_in(self, raw: bytes) -> bool:
+        """Whether raw header bytes may name a roster address: a cheap test that lets
+        a source skip parsing the many messages that cannot be a touch. True when
+        unsure (a roster address the pattern would not find)."""
+        if self._simple is None:
+            self._simple = all(_ADDRESS.fullmatch(a.encode()) for a in self._ids)
+        if not self._simple:
+            return True
+        return any(m.decode("ascii", "replace") in self._ids for m in _ADDRESS.findall(raw.lower()))
 
     def __len__(self) -> int:
         return len(self._ids)
