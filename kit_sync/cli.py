@@ -357,6 +357,8 @@ def run() -> None:
     try:
         Daemon(engine, loaded.config, skip_bad_rows=OPTS.skip_bad_rows).run_forever()
     finally:
+        if engine.sources is not None:
+            engine.sources.close()
         engine.backend.close()
         engine.state.close()
 

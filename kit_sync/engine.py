@@ -125,7 +125,13 @@ class Engine:
 
     def reload(self, config: Config, roster: Roster) -> None:
         """Use a new config and roster from the next cycle on (the daemon calls this
-        when the config file changes). Backend, state and zone stay as opened."""
+        when the config file changes). Backend, state and zone stay as opened; edited
+        touch sources are opened anew (their cursors are in the state file)."""
+        if self.sources is not None and config.touches != self.config.touches:
+            self.sources.close()
+            self.sources = SourceRunner(
+                config.touches, self.tz, max_backoff=config.sync.max_backoff
+            )
         self.config = config
         self.roster = roster
         self._generation += 1
