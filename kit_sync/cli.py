@@ -168,9 +168,7 @@ def check(
 
 @app.command("import")
 def import_(
-    file: Annotated[
-        str, typer.Argument(metavar="FILE", help="Outlook/Google CSV, plain CSV or vCard.")
-    ],
+    file: Annotated[str, typer.Argument(help="Outlook/Google CSV, plain CSV or vCard.")],
     tier: Annotated[
         str | None, typer.Option(metavar="T", help="Tier of the contacts it would add.")
     ] = None,
@@ -214,7 +212,10 @@ def import_(
         )
     except ValidationError as exc:
         raise UsageError(
-            "; ".join(f"--{'-'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            "; ".join(
+                f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}"
+                for e in exc.errors()
+            )
         ) from None
     try:
         config, located = load_config(find_config(OPTS.config))

@@ -299,3 +299,12 @@ def test_import_without_a_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     result = CliRunner().invoke(app, ["import", "people.csv"])
     assert result.exit_code == 0, result.stderr
     assert "  add ann-x-org: Ann Lee <ann@x.org> (every 2 months) from" in result.stdout
+
+
+def test_import_bad_options_are_usage_errors(tmp_path: Path) -> None:
+    write_config(tmp_path, "contacts:\n  - {name: Ann, tier: inner}\n")
+    (tmp_path / "p.csv").write_text("name\nBo\n")
+    code, _, err = run(tmp_path, "import", "p.csv", "--date-order", "ymd")
+    assert code == 2 and "--date-order: Input should be 'dmy' or 'mdy'" in err
+    code, _, err = run(tmp_path, "import", "p.csv", "--format", "xls")
+    assert code == 2 and "--format: Input should be 'auto', 'outlook-csv'" in err
