@@ -1,28 +1,46 @@
 """The command line. The one place that turns errors into messages and exit codes:
 0 ok, 1 some actions failed, 2 usage or config error, 3 backend unreachable or
-refused credentials."""
+refused credentials.
+
+Layers: each command reads its options from the click context (`opts(ctx)`, a
+`CliOptions` the top-level callback puts there), asks the engine/state for plain
+data, and hands that to a formatter (`kit_sync.formatters`: people or `--json`).
+Usage errors are click's own (`Error: ...` after the usage hint, exit 2); a
+`KitError` raised anywhere becomes its message and exit code in `KitGroup`.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 import sys
-from collections import defaultdict
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
+from kit_sync import formatters as fmt
 from kit_sync.errors import KitError, UsageError
+
+if TYPE_CHECKING:
+    from kit_sync.app import Loaded
+    from kit_sync.engine import CycleResult, Engine
+    from kit_sync.model import Contact, Roster
+
+log = logging.getLogger("kit_sync")
+
+#: -h works everywhere --help does (child contexts inherit this setting).
+CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
 
 
 class KitGroup(TyperGroup):
     """Turns a KitError raised anywhere below into its message and exit code, so the
-    installed command and in-process runs (CliRunner) behave the same. Usage errors
-    are click's: `Error: ...` after the usage hint, exit 2."""
+    installed command and in-process runs (CliRunner) behave the same."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -42,9 +60,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help and errors: readable in a pipe, no box drawing.
     rich_markup_mode=None,
+    context_settings=CONTEXT_SETTINGS,
 )
-log = logging.getLogger("kit_sync")
 
 
 class LogFormat(StrEnum):
@@ -52,16 +71,100 @@ class LogFormat(StrEnum):
     JSON = "json"
 
 
-class Opts:
+class Color(StrEnum):
+    AUTO = "auto"
+    ALWAYS = "always"
+    NEVER = "never"
+
+
+def use_color(choice: Color, stream: Any, environ: Any = None) -> bool:
+    """--color: always/never win; auto means a terminal, without NO_COLOR or TERM=dumb."""
+    env = os.environ if environ is None else environ
+    if choice is Color.ALWAYS:
+        return True
+    if choice is Color.NEVER or env.get("NO_COLOR") or env.get("TERM") == "dumb":
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+@dataclass
+class CliOptions:
+    """The global options, carried in the click context (ctx.obj) to every command."""
+
     config: str | None = None
     skip_bad_rows: bool = False
+    verbose: bool = False
+    color: bool = False
+
+    def load(self, *, report_shown: bool = False) -> Loaded:
+        """Config and roster; warnings are logged (those of the per-file import report
+        only when the command does not print that report itself)."""
+        from kit_sync.app import load
+        from kit_sync.config import find_config
+
+        loaded = load(find_config(self.config), skip_bad_rows=self.skip_bad_rows)
+        in_report = {w for r in loaded.roster.reports for w in r.warnings}
+        in_report |= {f"skipped {s}" for r in loaded.roster.reports for s in r.skipped}
+        for warning in [*loaded.config.warnings, *loaded.roster.warnings]:
+            if not (report_shown and warning in in_report):
+                log.warning("%s", warning)
+        return loaded
+
+    @contextmanager
+    def engine(self) -> Iterator[Engine]:
+        from kit_sync.app import open_engine
+
+        engine = open_engine(self.load())
+        try:
+            yield engine
+        finally:
+            if engine.sources is not None:
+                engine.sources.close()
+            engine.backend.close()
+            engine.state.close()
+
+    def formatter(self, as_json: bool = False) -> fmt.Formatter:
+        if as_json:
+            return fmt.JsonFormatter()
+        return fmt.HumanFormatter(width=output_width(), color=self.color)
+
+    def echo(self, text: str = "") -> None:
+        typer.echo(text, color=self.color)
 
 
-OPTS = Opts()
+def opts(ctx: typer.Context) -> CliOptions:
+    """The global options of this invocation (defaults when a command runs alone)."""
+    found = ctx.find_object(CliOptions)
+    return found if found is not None else ctx.ensure_object(CliOptions)
+
+
+def output_width(stream: Any = None) -> int | None:
+    """The terminal's width; $COLUMNS for a pipe when set; else no limit."""
+    stream = sys.stdout if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    if isatty and isatty():
+        import shutil
+
+        return shutil.get_terminal_size().columns
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) > 0 else None
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"kit-sync {version('kit-sync')}")
+        except PackageNotFoundError:  # running from a source tree that was never installed
+            typer.echo("kit-sync (not installed: pip install .)")
+        raise typer.Exit()
 
 
 @app.callback()
 def _global(
+    ctx: typer.Context,
     config: Annotated[
         str | None,
         typer.Option(
@@ -69,7 +172,7 @@ def _global(
             "-c",
             metavar="PATH",
             help="Config file (else $KIT_SYNC_CONFIG, ./kit-sync.yaml, "
-            "~/.config/kit-sync/config.yaml).",
+            "$XDG_CONFIG_HOME/kit-sync/config.yaml, default ~/.config/kit-sync/config.yaml).",
         ),
     ] = None,
     skip_bad_rows: Annotated[
@@ -82,92 +185,80 @@ def _global(
     log_format: Annotated[
         LogFormat, typer.Option(help="text, or json for one JSON object per line.")
     ] = LogFormat.TEXT,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every step.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log every step (one line per task).")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log only problems.")] = False,
+    color: Annotated[
+        Color,
+        typer.Option(
+            help="Colour the output: auto (on a terminal, unless NO_COLOR is set), always or never."
+        ),
+    ] = Color.AUTO,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     from kit_sync.logs import setup_logging
 
     setup_logging("debug" if verbose else "warning" if quiet else "info", log_format.value)
-    OPTS.config = config
-    OPTS.skip_bad_rows = skip_bad_rows
+    ctx.obj = CliOptions(
+        config=config,
+        skip_bad_rows=skip_bad_rows,
+        verbose=verbose,
+        color=use_color(color, sys.stdout),
+    )
 
 
-def _load(*, report_shown: bool = False) -> Any:
-    """Config and roster; warnings are logged (those of the per-file import report
-    only when the command does not print that report itself)."""
-    from kit_sync.app import load
-    from kit_sync.config import find_config
-
-    loaded = load(find_config(OPTS.config), skip_bad_rows=OPTS.skip_bad_rows)
-    in_report = {w for r in loaded.roster.reports for w in r.warnings}
-    in_report |= {f"skipped {s}" for r in loaded.roster.reports for s in r.skipped}
-    for warning in [*loaded.config.warnings, *loaded.roster.warnings]:
-        if not (report_shown and warning in in_report):
-            log.warning("%s", warning)
-    return loaded
-
-
-@contextmanager
-def _engine() -> Any:
-    from kit_sync.app import open_engine
-
-    engine = open_engine(_load())
-    try:
-        yield engine
-    finally:
-        if engine.sources is not None:
-            engine.sources.close()
-        engine.backend.close()
-        engine.state.close()
-
-
-def _echo(text: str = "") -> None:
-    typer.echo(text)
+# --- check -------------------------------------------------------------------------------
 
 
 @app.command()
 def check(
+    ctx: typer.Context,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the result and the per-file report as JSON.")
     ] = False,
 ) -> None:
     """Validate the config and the roster, and show what each included file gave: rows
     read, kept, filtered out, merged, skipped, warnings. Exit 0 when valid, 2 when not."""
-    from kit_sync.errors import ConfigError
     from kit_sync.importview import check_lines, reports_json
 
-    if not as_json:
-        loaded = _load(report_shown=True)
-        roster = loaded.roster
-        active = len(roster.active)
-        _echo(
-            f"{loaded.config.source}: ok — {len(roster.contacts)} contacts ({active} active), "
-            f"backend {loaded.config.backend.type}, time zone {loaded.tz.key}"
-        )
-        for line in check_lines(roster.reports):
-            _echo(line)
-        return
+    o = opts(ctx)
     try:
-        loaded = _load(report_shown=True)
-    except ConfigError as exc:
-        _echo(json.dumps({"ok": False, "error": exc.message, "problems": exc.problems}))
+        loaded = o.load(report_shown=True)
+    except KitError as exc:
+        if not as_json:
+            raise
+        from kit_sync.config import find_config
+
+        try:
+            where: str | None = str(find_config(o.config))
+        except KitError:
+            where = None
+        o.echo(fmt.error_json(exc.message, exc.problems, where))
         raise typer.Exit(exc.exit_code) from None
     roster = loaded.roster
-    out = {
-        "ok": True,
-        "config": str(loaded.config.source),
-        "contacts": len(roster.contacts),
-        "active": len(roster.active),
-        "backend": loaded.config.backend.type,
-        "timezone": loaded.tz.key,
-        "warnings": [*loaded.config.warnings, *roster.warnings],
-        "files": reports_json(roster.reports),
-    }
-    _echo(json.dumps(out, indent=2, ensure_ascii=False))
+    report = fmt.CheckReport(
+        config=str(loaded.config.source),
+        contacts=len(roster.contacts),
+        active=len(roster.active),
+        paused=sum(1 for c in roster.contacts if c.paused),
+        backend=loaded.config.backend.type,
+        timezone=loaded.tz.key,
+        warnings=[str(w) for w in [*loaded.config.warnings, *roster.warnings]],
+        files=reports_json(roster.reports),
+        file_lines=check_lines(roster.reports),
+    )
+    o.echo(o.formatter(as_json).check(report))
 
 
 @app.command("import")
 def import_(
+    ctx: typer.Context,
     file: Annotated[str, typer.Argument(help="Outlook/Google CSV, plain CSV or vCard.")],
     tier: Annotated[
         str | None, typer.Option(metavar="T", help="Tier of the contacts it would add.")
@@ -190,6 +281,8 @@ def import_(
     """Preview importing a contacts file into the roster, changing nothing: the contacts
     it would add (with their ids), the rows that would merge into existing entries,
     what it would skip. Exit 0 when it would import cleanly, 2 when not."""
+    import json
+
     from pydantic import ValidationError
 
     from kit_sync.app import roster_context
@@ -199,6 +292,7 @@ def import_(
     from kit_sync.importview import include_snippet, report_lines
     from kit_sync.roster import preview_import
 
+    o = opts(ctx)
     categories = list(only_category or [])
     try:
         include = Include.model_validate(
@@ -218,7 +312,7 @@ def import_(
             )
         ) from None
     try:
-        config, located = load_config(find_config(OPTS.config))
+        config, located = load_config(find_config(o.config))
     except ConfigError as exc:
         if not exc.message.startswith("no config file found"):
             raise
@@ -231,7 +325,7 @@ def import_(
         config,
         located,
         include,
-        skip_bad_rows=OPTS.skip_bad_rows,
+        skip_bad_rows=o.skip_bad_rows,
         journal=journal,
         today=today_,
     )
@@ -250,60 +344,107 @@ def import_(
             "problems": report.problems,
             "include": snippet,
         }
-        _echo(json.dumps(out, indent=2, ensure_ascii=False))
+        o.echo(json.dumps(out, indent=2, ensure_ascii=False))
         if report.problems:
             raise typer.Exit(2)
         return
     for line in report_lines(report, list_added=True):
-        _echo(line)
+        o.echo(line)
     if report.problems:
         raise ConfigError(
             f"{file} would not import: {len(report.problems)} problem(s)", report.problems
         )
-    _echo(f"nothing was changed; to import {file}, add to {config.source}:")
+    o.echo(f"nothing was changed; to import {file}, add to {config.source}:")
     for line in snippet.splitlines():
-        _echo(f"  {line}")
+        o.echo(f"  {line}")
 
 
-def _counts_line(counts: dict[str, int]) -> str:
-    keys = ("created", "regenerated", "updated", "cancelled", "failed")
-    return ", ".join(f"{k} {counts.get(k, 0)}" for k in keys)
+# --- sync --------------------------------------------------------------------------------
+
+
+def _sync_report(result: CycleResult, roster: Roster, dry_run: bool) -> fmt.SyncReport:
+    def name(cid: str) -> str:
+        contact = roster.get(cid)
+        return contact.name if contact else cid
+
+    actions = [
+        fmt.PlannedAction(
+            kind=a.kind.value,
+            verb="delete" if a.delete else a.describe().split(" ", 1)[0],
+            contact_id=a.contact_id,
+            name=name(a.contact_id),
+            reason=a.reason,
+            due=a.new.due if a.new else (a.change.due if a.change else None),
+        )
+        for a in result.plan.actions
+    ]
+    dues = sorted((a.due, a.name) for a in actions if a.due and a.kind in ("created",))
+    return fmt.SyncReport(
+        dry_run=dry_run,
+        counts=result.counts,
+        actions=actions,
+        touches=[(t.contact_id, name(t.contact_id), t.day) for t in result.plan.touches],
+        detected=[
+            fmt.DetectedTouch(t.contact_id, name(t.contact_id), t.day, t.kind, t.source)
+            for t in result.detected
+        ],
+        problems=result.problems,
+        failures=result.failures,
+        skipped=result.plan.skipped,
+        warnings=result.plan.warnings,
+        next_due=[(n, d) for d, n in dues],
+    )
+
+
+class _QuietPerTask(logging.Filter):
+    """Without -v, `sync` keeps the per-task log lines (INFO records about one
+    contact) out of the terminal; the summary says what happened."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or not hasattr(record, "contact_id")
+
+
+@contextmanager
+def _per_task_lines(shown: bool) -> Iterator[None]:
+    if shown:
+        yield
+        return
+    quiet = _QuietPerTask()
+    handlers = logging.getLogger().handlers
+    for h in handlers:
+        h.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.removeFilter(quiet)
 
 
 @app.command()
 def sync(
+    ctx: typer.Context,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan and write nothing.")
     ] = False,
     allow_empty: Annotated[
         bool, typer.Option(help="Accept a backend that suddenly lists no kit-sync tasks at all.")
     ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what it did as JSON.")] = False,
 ) -> None:
-    """Run one sync cycle and print what it did."""
-    with _engine() as engine:
+    """Run one sync cycle and print what it did (a progress bar on a terminal)."""
+    o = opts(ctx)
+    out = o.formatter(as_json)
+    with o.engine() as engine:
         if dry_run:
             result = engine.run_cycle(dry_run=True, allow_empty=allow_empty)
-            for touch in result.detected:
-                _echo(
-                    f"would record touch: {touch.contact_id} on {touch.day} "
-                    f"({touch.kind}, {touch.source})"
-                )
-            for action in result.plan.actions:
-                _echo(f"would {action.describe()}")
-            for touch in result.plan.touches:
-                _echo(f"would record touch: {touch.contact_id} on {touch.day}")
-            for line in result.problems:
-                _echo(f"problem: {line}")
-            for line in result.plan.warnings:
-                _echo(f"warning: {line}")
-            _echo("dry run: " + _counts_line(result.counts) + " (nothing written)")
+            o.echo(out.sync(_sync_report(result, engine.roster, True)))
             _raise_source_failures(result.source_failures)
             return
-        with _progress() as progress:
+        with _per_task_lines(o.verbose), _progress(enabled=not as_json) as progress:
             result = engine.run_cycle(allow_empty=allow_empty, progress=progress)
         for line in result.plan.skipped:
             log.warning("skipped %s", line)
-        _echo(_counts_line(result.counts))
+        o.echo(out.sync(_sync_report(result, engine.roster, False)))
         if result.failures:
             raise KitError(
                 f"{len(result.failures)} action(s) failed; they are retried at the next sync",
@@ -322,19 +463,26 @@ def _raise_source_failures(lines: list[str]) -> None:
 
 
 @contextmanager
-def _progress() -> Any:
-    """A rich progress bar on a terminal; plain log lines (from the engine) otherwise."""
-    if not sys.stderr.isatty():
+def _progress(enabled: bool = True) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on a terminal (stderr); nothing in a pipe or a log."""
+    if not enabled or not sys.stderr.isatty():
         yield None
         return
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    bar = Progress(TextColumn("syncing"), BarColumn(), MofNCompleteColumn(), transient=True)
+    bar = Progress(
+        TextColumn("syncing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        transient=True,
+        console=Console(stderr=True),
+    )
     task_id = None
 
     def update(done: int, total: int) -> None:
         nonlocal task_id
-        if total < 20:
+        if total < 2:
             return
         if task_id is None:
             bar.start()
@@ -347,16 +495,21 @@ def _progress() -> Any:
         bar.stop()
 
 
+# --- run ---------------------------------------------------------------------------------
+
+
 @app.command()
-def run() -> None:
-    """Run as a daemon: a sync cycle now and every sync.every; stop with Ctrl+C/SIGTERM."""
+def run(ctx: typer.Context) -> None:
+    """Run as a daemon: a sync cycle now and every sync.every; Ctrl+C/SIGTERM stops it,
+    SIGHUP reloads the config now."""
     from kit_sync.app import open_engine
     from kit_sync.daemon import Daemon
 
-    loaded = _load()
+    o = opts(ctx)
+    loaded = o.load()
     engine = open_engine(loaded)
     try:
-        Daemon(engine, loaded.config, skip_bad_rows=OPTS.skip_bad_rows).run_forever()
+        Daemon(engine, loaded.config, skip_bad_rows=o.skip_bad_rows).run_forever()
     finally:
         if engine.sources is not None:
             engine.sources.close()
@@ -364,123 +517,44 @@ def run() -> None:
         engine.state.close()
 
 
-STATUS_KEYS = (
-    "id",
-    "name",
-    "tier",
-    "every",
-    "channel",
-    "last_touch",
-    "next_due",
-    "days_overdue",
-    "state",
-)
+# --- status and due ------------------------------------------------------------------------
+
+STATUS_KEYS = fmt.KEYS_STATUS
 
 
 @app.command()
 def status(
+    ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
 ) -> None:
     """One row per contact: last touch, next due date, days overdue, state."""
-    with _engine() as engine:
+    o = opts(ctx)
+    with o.engine() as engine:
         rows = engine.status()
-    if as_json:
-        out = [
-            {
-                "id": r.id,
-                "name": r.name,
-                "tier": r.tier,
-                "every": r.every,
-                "channel": r.channel,
-                "last_touch": r.last_touch.isoformat() if r.last_touch else None,
-                "next_due": r.next_due.isoformat() if r.next_due else None,
-                "days_overdue": r.days_overdue,
-                "state": r.state,
-            }
-            for r in rows
-        ]
-        _echo(json.dumps(out, indent=2, ensure_ascii=False))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(*STATUS_KEYS)
-    for r in sorted(rows, key=lambda r: (r.next_due or date.max, r.name)):
-        table.add_row(
-            r.id,
-            r.name,
-            r.tier or "",
-            r.every,
-            r.channel,
-            str(r.last_touch or "-"),
-            str(r.next_due or "-"),
-            str(r.days_overdue or ""),
-            r.state,
+    rows = sorted(rows, key=lambda r: (r.next_due or date.max, r.name))
+    o.echo(
+        o.formatter(as_json).status(
+            [
+                fmt.StatusRow(
+                    r.id,
+                    r.name,
+                    r.tier,
+                    r.every,
+                    r.channel,
+                    r.last_touch,
+                    r.next_due,
+                    r.days_overdue,
+                    r.state,
+                )
+                for r in rows
+            ]
         )
-    Console(width=160).print(table)
-
-
-@app.command()
-def touch(
-    who: Annotated[str, typer.Argument(help="An id, an email, or an unambiguous part of a name.")],
-    on: Annotated[
-        str | None,
-        typer.Option(
-            "--on", metavar="YYYY-MM-DD", help="The day you were in touch (default today)."
-        ),
-    ] = None,
-    note: Annotated[str, typer.Option(help="What you talked about (kept in the journal).")] = "",
-) -> None:
-    """Record that you were in touch: completes the task and schedules the next one."""
-    from kit_sync.cadence import today
-
-    with _engine() as engine:
-        matches = engine.roster.find(who)
-        if not matches:
-            import difflib
-
-            names = [c.name for c in engine.roster.contacts]
-            close = difflib.get_close_matches(who, names, n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise UsageError(f"no contact matches '{who}'{hint}")
-        if len(matches) > 1:
-            raise UsageError(
-                f"'{who}' matches {len(matches)} contacts; use the id or email:",
-                [f"{c.id}  {c.name}  {', '.join(c.emails)}" for c in matches],
-            )
-        contact = matches[0]
-        if on is None:
-            day = today(engine.clock(), engine.tz)
-        else:
-            try:
-                day = date.fromisoformat(on)
-            except ValueError:
-                raise UsageError(f"--on '{on}' is not a date like 2026-03-14") from None
-        result = engine.touch(contact, day, note)
-        due = next(
-            (
-                a.new.due
-                for a in result.plan.actions
-                if a.contact_id == contact.id and a.new is not None
-            ),
-            None,
-        )
-        if due is None:
-            due = next(
-                (
-                    a.change.due
-                    for a in result.plan.actions
-                    if a.contact_id == contact.id and a.change and a.change.due
-                ),
-                None,
-            )
-        _echo(f"touched {contact.name} on {day}" + (f"; next due {due}" if due else ""))
-        if result.failures:
-            raise KitError("some actions failed", result.failures)
+    )
 
 
 @app.command()
 def touches(
+    ctx: typer.Context,
     since: Annotated[
         int | None,
         typer.Option("--since", min=0, metavar="DAYS", help="Only the last DAYS days."),
@@ -489,91 +563,288 @@ def touches(
 ) -> None:
     """What the touch sources (sent mail, meetings) found, per contact. Changes
     nothing; `sync` counts what is new. Exit 1 when a source cannot be read."""
+    import json
+
     from kit_sync.touches.report import detected_touches, format_text
 
-    with _engine() as engine:
+    o = opts(ctx)
+    with o.engine() as engine:
         rows, failures = detected_touches(engine, since)
         tz = engine.tz
         configured = bool(engine.sources)
     if as_json:
-        _echo(json.dumps([r.as_dict() for r in rows], indent=2, ensure_ascii=False))
+        o.echo(json.dumps([r.as_dict() for r in rows], indent=2, ensure_ascii=False))
     elif rows:
         for line in format_text(rows, tz):
-            _echo(line)
+            o.echo(line)
     elif not configured:
-        _echo("no touch sources are configured (see touches: in the README)")
+        o.echo("no touch sources are configured (see touches: in the README)")
     else:
-        _echo("the touch sources found no touches" + (f" in {since} days" if since else ""))
+        o.echo("the touch sources found no touches" + (f" in {since} days" if since else ""))
     _raise_source_failures(failures)
 
 
 @app.command()
 def due(
+    ctx: typer.Context,
     within: Annotated[
         int, typer.Option(min=0, help="Also list who is due within this many days.")
     ] = 0,
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, metavar="N", help="At most N people, the most overdue first."),
+    ] = None,
+    tier: Annotated[
+        list[str] | None, typer.Option(help="Only this tier (repeat for several).")
+    ] = None,
+    channel: Annotated[
+        list[str] | None,
+        typer.Option(help="Only this channel, e.g. email or call (repeat for several)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
 ) -> None:
-    """Who to contact now, grouped by channel, with notes and email/phone."""
-    with _engine() as engine:
+    """Who to contact now, grouped by channel, with their notes, email/phone and the
+    note of the last touch."""
+    from kit_sync.cadence import today as local_today
+
+    o = opts(ctx)
+    with o.engine() as engine:
         rows = engine.status()
-        today_ = engine.clock().astimezone(engine.tz).date()
-    limit = today_ + timedelta(days=within)
-    groups: dict[str, list[Any]] = defaultdict(list)
-    for r in rows:
-        if r.state in ("open", "missing", "completed") and r.next_due and r.next_due <= limit:
-            groups[r.channel].append(r)
-    if not groups:
-        _echo(f"nobody is due{' within ' + str(within) + ' days' if within else ' today'}.")
-        return
-    for channel in sorted(groups):
-        people = sorted(groups[channel], key=lambda r: (r.next_due, r.name))
-        _echo(f"{channel} ({len(people)})")
-        for r in people:
-            c = r.contact
-            when = (
-                f"{r.days_overdue} days overdue"
-                if r.days_overdue
-                else f"due {r.next_due}"
-                if r.next_due != today_
-                else "due today"
+        today_ = local_today(engine.clock(), engine.tz)
+        last = engine.state.latest_touch_per_contact()
+        tiers = {t.lower() for t in tier or []}
+        channels = {c.lower() for c in channel or []}
+        known_tiers = {c.tier.lower() for c in engine.roster.contacts if c.tier}
+        unknown = sorted(tiers - known_tiers)
+        if unknown:
+            raise UsageError(
+                f"no tier named {', '.join(unknown)}; the roster has: "
+                f"{', '.join(sorted(known_tiers)) or 'no tiers'}"
             )
-            contact_bits = [*c.emails, c.phone] if c.phone else list(c.emails)
-            _echo(f"  {c.name} — {when}; last contact {r.last_touch or 'never'}")
-            if contact_bits:
-                _echo(f"      {' · '.join(contact_bits)}")
-            if c.notes:
-                _echo(f"      {c.notes.strip().splitlines()[0]}")
-        _echo()
+    horizon = today_ + timedelta(days=within)
+    picked = [
+        r
+        for r in rows
+        if r.state in ("open", "missing", "completed")
+        and r.next_due
+        and r.next_due <= horizon
+        and (not tiers or (r.tier or "").lower() in tiers)
+        and (not channels or r.channel.lower() in channels)
+    ]
+    picked.sort(key=lambda r: (r.next_due, r.name))
+    if limit is not None:
+        picked = picked[:limit]
+    o.echo(
+        o.formatter(as_json).due(
+            [
+                fmt.DueRow(
+                    id=r.id,
+                    name=r.name,
+                    tier=r.tier,
+                    channel=r.channel,
+                    next_due=r.next_due or today_,
+                    days_overdue=r.days_overdue,
+                    last_touch=r.last_touch,
+                    last_note=last[r.id].note if r.id in last else "",
+                    notes=(r.contact.notes or "").strip(),
+                    emails=tuple(r.contact.emails),
+                    phone=r.contact.phone,
+                )
+                for r in picked
+            ],
+            today_,
+            within,
+        )
+    )
+
+
+# --- touch, untouch, history ------------------------------------------------------------------
+
+
+def find_one(roster: Roster, who: str) -> Contact:
+    """The one contact `who` names (id, email, or part of a name; case and accents
+    do not matter), or a UsageError that lists the candidates."""
+    matches = roster.find(who)
+    if not matches:
+        import difflib
+
+        from kit_sync.model import fold
+
+        names = {fold(c.name): c.name for c in roster.contacts}
+        close = difflib.get_close_matches(fold(who), list(names), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(names[c] for c in close)}?" if close else ""
+        raise UsageError(f"no contact matches '{who}'{hint}")
+    if len(matches) > 1:
+        raise UsageError(
+            f"'{who}' matches {len(matches)} contacts; use the id or email:",
+            [f"{c.id}  {c.name}  {', '.join(c.emails)}" for c in matches],
+        )
+    return matches[0]
+
+
+WHO_HELP = "An id, an email, or an unambiguous part of a name (case and accents do not matter)."
+
+
+@app.command()
+def touch(
+    ctx: typer.Context,
+    who: Annotated[list[str], typer.Argument(metavar="WHO", help=WHO_HELP)],
+    on: Annotated[
+        str | None,
+        typer.Option(
+            "--on", metavar="YYYY-MM-DD", help="The day you were in touch (default today)."
+        ),
+    ] = None,
+    note: Annotated[
+        str, typer.Option(metavar="TEXT", help="What you talked about (kept in the journal).")
+    ] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print what was done as JSON.")] = False,
+) -> None:
+    """Record that you were in touch with one or more people: completes each one's
+    task and schedules the next one."""
+    from kit_sync.cadence import today
+
+    o = opts(ctx)
+    day: date | None = None
+    if on is not None:
+        try:
+            day = date.fromisoformat(on)
+        except ValueError:
+            raise UsageError(f"--on '{on}' is not a date like 2026-03-14") from None
+    outcomes: list[fmt.TouchOutcome] = []
+    failures: list[str] = []
+    with o.engine() as engine:
+        # Every name is resolved before anything is written: a typo touches nobody.
+        contacts: list[Contact] = []
+        for w in who:
+            c = find_one(engine.roster, w)
+            if c not in contacts:
+                contacts.append(c)
+        day = day or today(engine.clock(), engine.tz)
+        with _per_task_lines(o.verbose):
+            for contact in contacts:
+                earlier = engine.state.touches_on(contact.id, day)
+                if earlier:
+                    outcomes.append(
+                        fmt.TouchOutcome(
+                            contact.id, contact.name, day, None, True, earlier[-1].note
+                        )
+                    )
+                    continue
+                result = engine.touch(contact, day, note)
+                outcomes.append(
+                    fmt.TouchOutcome(contact.id, contact.name, day, _new_due(result, contact.id))
+                )
+                failures += result.failures
+    o.echo(o.formatter(as_json).touched(outcomes))
+    if failures:
+        raise KitError("some actions failed", failures)
+
+
+def _new_due(result: CycleResult, contact_id: str) -> date | None:
+    for a in result.plan.actions:
+        if a.contact_id == contact_id and a.new is not None:
+            return a.new.due
+    for a in result.plan.actions:
+        if a.contact_id == contact_id and a.change is not None and a.change.due:
+            return a.change.due
+    return None
+
+
+@app.command()
+def untouch(
+    ctx: typer.Context,
+    who: Annotated[str, typer.Argument(metavar="WHO", help=WHO_HELP)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print what was done as JSON.")] = False,
+) -> None:
+    """Remove the last touch `kit-sync touch` recorded for a person and restore the
+    due date it replaced."""
+    from kit_sync.model import Status
+
+    o = opts(ctx)
+    with o.engine() as engine:
+        contact = find_one(engine.roster, who)
+        with _per_task_lines(o.verbose):
+            removed, result = engine.untouch(contact)
+        opens = [
+            t
+            for t in engine.backend.fetch_listing().tasks
+            if t.contact_id == contact.id and t.status is Status.OPEN
+        ]
+    due_now = min((t.due for t in opens if t.due), default=None)
+    o.echo(
+        o.formatter(as_json).untouched(
+            fmt.UntouchOutcome(contact.id, contact.name, removed.day, due_now)
+        )
+    )
+    if result.failures:
+        raise KitError("some actions failed", result.failures)
+
+
+@app.command()
+def history(
+    ctx: typer.Context,
+    who: Annotated[str, typer.Argument(metavar="WHO", help=WHO_HELP)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+) -> None:
+    """A person's touches, newest first: the day, how (a task ticked on which backend,
+    the touch command, ...) and the note."""
+    from kit_sync.state import State
+
+    o = opts(ctx)
+    loaded = o.load()
+    contact = find_one(loaded.roster, who)
+    path = loaded.config.state_path()
+    entries: list[fmt.HistoryEntry] = []
+    if path.exists():  # nothing synced yet: no journal, and none is created by looking
+        state = State(path)
+        try:
+            entries = [
+                fmt.HistoryEntry(
+                    e.touch.day, e.touch.source, e.touch.note, e.recorded_at, e.touch.kind
+                )
+                for e in state.touch_history(contact.id)
+            ]
+        finally:
+            state.close()
+    o.echo(o.formatter(as_json).history(contact.id, contact.name, entries))
+
+
+# --- health and login ------------------------------------------------------------------------
 
 
 @app.command()
 def health(
+    ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON.")] = False,
 ) -> None:
     """Exit 0 when the last sync cycle succeeded within 3 × sync.every, 1 otherwise
     (saying why). For Docker's HEALTHCHECK and monitoring scripts."""
+    import json
+
     from kit_sync.config import find_config, load_config
     from kit_sync.health import Health, read_health
 
+    o = opts(ctx)
     # Only 0 and 1: Docker reserves exit code 2, and a config that cannot be read
     # means kit-sync cannot be syncing either.
     try:
-        config, _ = load_config(find_config(OPTS.config))
+        config, _ = load_config(find_config(o.config))
         verdict = read_health(config.state_path(), config.sync.every)
     except KitError as exc:
         verdict = Health(False, f"cannot check: {exc}")
     if as_json:
-        _echo(json.dumps(verdict.as_dict(), ensure_ascii=False))
+        o.echo(json.dumps(verdict.as_dict(), ensure_ascii=False))
     else:
         from kit_sync.logs import redact
 
-        _echo(redact(("healthy: " if verdict.ok else "unhealthy: ") + verdict.reason))
+        o.echo(redact(("healthy: " if verdict.ok else "unhealthy: ") + verdict.reason))
     if not verdict.ok:
-        sys.exit(1)  # the verdict is the whole message (typer.Exit returns 0 from main)
+        raise typer.Exit(1)
 
 
 @app.command()
-def login() -> None:
+def login(ctx: typer.Context) -> None:
     """Sign in to Microsoft 365 for the graph backend (Microsoft To Do): prints a URL
     and a code, waits while you sign in in a browser, then keeps the tokens in a file
     only you can read; sync and run refresh them silently from then on. Exit 3 when
@@ -581,7 +852,8 @@ def login() -> None:
     from kit_sync.backends.base import BackendUnavailable
     from kit_sync.config import GraphConfig, find_config, load_config
 
-    config, _ = load_config(find_config(OPTS.config))
+    o = opts(ctx)
+    config, _ = load_config(find_config(o.config))
     backend = config.backend
     if not isinstance(backend, GraphConfig):
         raise UsageError(
@@ -595,7 +867,7 @@ def login() -> None:
             f"the 'graph' backend needs a library that is not installed ({exc.name}); "
             "install it with: pip install 'kit-sync[graph]'"
         ) from None
-    _echo(graph_login(backend, _echo))
+    o.echo(graph_login(backend, o.echo))
 
 
 # --- the rhythm: load, agenda, digest, add, init (logic in their own modules) ----------
@@ -649,6 +921,7 @@ def agenda(
 
 @app.command()
 def digest(
+    ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print Markdown.")] = False,
     send: Annotated[
@@ -657,11 +930,14 @@ def digest(
 ) -> None:
     """The weekly review: due this week, overdue by tier, touched last week, people
     added, the load of the coming weeks, birthdays."""
+    import json
+
     from kit_sync.digest import digest_for, digest_markdown, digest_text, send_digest
 
+    o = opts(ctx)
     if as_json and markdown:
         raise UsageError("choose --json or --markdown, not both")
-    with _engine() as engine:
+    with o.engine() as engine:
         options = engine.config.digest
         if send:
             if options is None or options.smtp is None:
@@ -670,20 +946,21 @@ def digest(
                     "smtp: {host: smtp.example.com, username: ..., password: ...}} to the config"
                 )
             result = send_digest(engine, options)
-            _echo(f"sent to {', '.join(options.to)}: {result.subject}")
+            o.echo(f"sent to {', '.join(options.to)}: {result.subject}")
             return
         result = digest_for(engine, options.weeks if options else 4)
     if as_json:
-        _echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
+        o.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
     elif markdown:
-        _echo(digest_markdown(result))
+        o.echo(digest_markdown(result))
     else:
-        _echo(digest_text(result))
+        o.echo(digest_text(result))
 
 
 @app.command()
 def add(
-    name: Annotated[str, typer.Argument(help="The person's name.")],
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The person's name.")],
     email: Annotated[
         list[str] | None, typer.Option("--email", help="An email address (repeat for more).")
     ] = None,
@@ -720,14 +997,15 @@ def add(
     ):
         if value is not None:
             entry[key] = value
-    path = find_config(OPTS.config)
+    o = opts(ctx)
+    path = find_config(o.config)
     new_id = add_contact(path, entry)
-    _echo(new_id)
+    o.echo(new_id)
     log.info("added %s to %s; the next sync creates their task", name, path)
 
 
 @app.command()
-def init() -> None:
+def init(ctx: typer.Context) -> None:
     """Write a commented starter config at the default location
     (~/.config/kit-sync/config.yaml, or --config PATH); never overwrites a file."""
     from pathlib import Path
@@ -735,10 +1013,11 @@ def init() -> None:
     from kit_sync.clock import system_zone
     from kit_sync.editconfig import default_config_path, init_config
 
-    path = Path(OPTS.config) if OPTS.config else default_config_path()
+    o = opts(ctx)
+    path = Path(o.config) if o.config else default_config_path()
     init_config(path, system_zone().key)
-    _echo(f"wrote {path}")
-    _echo('next: kit-sync add "Name" --email you@example.com --tier core; kit-sync check')
+    o.echo(f"wrote {path}")
+    o.echo('next: kit-sync add "Name" --email you@example.com --tier core; kit-sync check')
 
 
 @app.command()
@@ -760,6 +1039,6 @@ def near(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: click's standalone mode prints usage errors (exit 2) and KitGroup
-    maps every user-facing error to its exit code."""
+    """Entry point: click's standalone mode prints usage errors (exit 2); KitGroup maps
+    every user-facing error to its exit code."""
     app(args=argv, prog_name="kit-sync")

@@ -36,6 +36,7 @@ from kit_sync.model import (
     Listing,
     Roster,
     Status,
+    TaskChange,
     Touch,
 )
 from kit_sync.plan import Action, Inputs, Kind, Plan, build_plan, future_stamp
@@ -373,6 +374,9 @@ class Engine:
                 if self.state.remove_touch(uid):
                     log.info("a completion was undone on a device; touch %s removed", uid)
             for touch in plan.touches:
+                if touch.source == "backend":
+                    # Which backend the task was ticked on, for `kit-sync history`.
+                    touch = replace(touch, source=f"backend:{self.config.backend.type}")
                 if self.state.add_touch(touch):
                     log.info(
                         "touch: %s on %s (%s)",
@@ -537,6 +541,7 @@ class Engine:
         # Noon local time: the completion's day is `day` in the user's zone, whatever
         # the zone of the client that reads the stamp.
         stamp = datetime.combine(day, time(12), tzinfo=self.tz).astimezone(UTC)
+        replaced = min((t.due for t in opens if t.due), default=None)
         sources: list[str] = []
         if opens:
             with self._timed("complete_tasks"):
@@ -554,10 +559,68 @@ class Engine:
         # count it twice; with nothing to complete it stands alone.
         for source_uid in sources:
             self.state.add_touch(Touch(contact.id, day, "cli", source_uid, note))
+            self.state.remember_replaced_due(source_uid, contact.id, replaced)
         if not sources:
-            self.state.add_touch(Touch(contact.id, day, "cli", State.new_touch_id(), note))
+            source_uid = State.new_touch_id()
+            self.state.add_touch(Touch(contact.id, day, "cli", source_uid, note))
+            self.state.remember_replaced_due(source_uid, contact.id, replaced)
             log.info("touch: %s on %s (journaled)", contact.id, day)
         return self.run_cycle()
+
+    def untouch(self, contact: Contact) -> tuple[Touch, CycleResult]:
+        """Undo the last touch `kit-sync touch` recorded for `contact`: the journal
+        entry goes and the open task is due on the date it had before that touch.
+
+        Where the touch completed a task kit-sync regenerates, the task is reopened,
+        exactly as if the user had un-ticked it on a device: the next plan retracts the
+        touch and cancels the task regenerated from it. Otherwise (a touch journaled
+        without a task, or a server that regenerated the task itself) the touch is
+        removed and the open task is moved back to the due date it replaced."""
+        touch = self.state.last_touch_by_command(contact.id)
+        if touch is None:
+            raise UsageError(
+                f"{contact.name} has no touch recorded by 'kit-sync touch' to remove "
+                f"(see: kit-sync history {contact.id})"
+            )
+        replaced = self.state.replaced_due(touch.source_uid)
+        listing = self._fetch_listing()
+        done = next(
+            (
+                t
+                for t in listing.tasks
+                if t.uid == touch.source_uid and t.status is Status.COMPLETED
+            ),
+            None,
+        )
+        regenerating = self.backend.regenerates_itself
+        reopened = False
+        if done is not None and not regenerating:
+            with self._timed("update_task"):
+                self.backend.update_task(done, TaskChange(status=Status.OPEN))
+            reopened = True
+        elif done is not None:
+            # The server's own completed copy: left in place it would count again.
+            with self._timed("delete_task"):
+                self.backend.delete_task(done)
+        with self.state.transaction():
+            self.state.remove_touch(touch.source_uid)
+            self.state.forget_replaced_due(touch.source_uid)
+        log.info(
+            "untouch: %s on %s removed", contact.id, touch.day, extra={"contact_id": contact.id}
+        )
+        result = self.run_cycle()
+        if not reopened and replaced is not None:
+            opens = [
+                t
+                for t in self._fetch_listing().tasks
+                if t.contact_id == contact.id and t.status is Status.OPEN
+            ]
+            for task in opens:
+                if task.due != replaced:
+                    # Written as a hand-moved date (a snooze): it holds until the next touch.
+                    with self._timed("update_task"):
+                        self.backend.update_task(task, TaskChange(due=replaced))
+        return touch, result
 
     # --- status -----------------------------------------------------------------------
 

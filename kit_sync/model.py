@@ -110,16 +110,24 @@ class Roster:
         return [c for c in self.contacts if c.active]
 
     def find(self, who: str) -> list[Contact]:
-        """Contacts matching an id, an email, or a part of a name (case-insensitive)."""
-        key = who.strip().lower()
+        """Contacts matching an id, an email, or a part of a name. Case and accents do
+        not matter: "siobhan" finds Siobhán, "MULLER" finds Müller."""
+        key = fold(who)
         exact = [
             c
             for c in self.contacts
-            if c.id.lower() == key or key in (e.lower() for e in c.emails) or c.name.lower() == key
+            if fold(c.id) == key or key in (fold(e) for e in c.emails) or fold(c.name) == key
         ]
         if exact:
             return exact
-        return [c for c in self.contacts if key and key in c.name.lower()]
+        return [c for c in self.contacts if key and key in fold(c.name)]
+
+
+def fold(text: str) -> str:
+    """Text as people type it when searching: no case, no accents, single spaces."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return " ".join(bare.casefold().split())
 
 
 @dataclass(frozen=True)

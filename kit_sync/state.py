@@ -77,6 +77,11 @@ CREATE TABLE IF NOT EXISTS cycles (
     error TEXT
 );
 CREATE TABLE IF NOT EXISTS tokens (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS touch_replaced (
+    source_uid TEXT PRIMARY KEY,
+    contact_id TEXT NOT NULL,
+    due TEXT
+);
 """
 
 
@@ -104,6 +109,14 @@ class CycleRecord:
     error: str | None
 
 
+@dataclass(frozen=True)
+class JournalEntry:
+    """One row of the touch journal, with when it was written (UTC, ISO)."""
+
+    touch: Touch
+    recorded_at: str
+
+
 @contextmanager
 def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """One write transaction on an autocommit connection: all of it or none."""
@@ -115,6 +128,18 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
     else:
         db.execute("COMMIT")
+
+
+def _touch(r: sqlite3.Row) -> Touch:
+    return Touch(
+        r["contact_id"],
+        date.fromisoformat(r["day"]),
+        r["source"],
+        r["source_uid"],
+        r["note"],
+        r["kind"],
+        datetime.fromisoformat(r["at"]) if r["at"] else None,
+    )
 
 
 class State:
@@ -215,23 +240,58 @@ class State:
             sql += " WHERE contact_id = ?"
             args = (contact_id,)
         rows = self.db.execute(sql + " ORDER BY day, id", args).fetchall()
-        return [
-            Touch(
-                r["contact_id"],
-                date.fromisoformat(r["day"]),
-                r["source"],
-                r["source_uid"],
-                r["note"],
-                r["kind"],
-                datetime.fromisoformat(r["at"]) if r["at"] else None,
-            )
-            for r in rows
-        ]
+        return [_touch(r) for r in rows]
 
     def journal_version(self) -> tuple[int, int]:
         """Changes whenever a touch is added or removed: (count, highest id)."""
         row = self.db.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM touches").fetchone()
         return int(row[0]), int(row[1])
+
+    def touch_history(self, contact_id: str) -> list[JournalEntry]:
+        """One contact's touches, newest first (by day, then by when recorded)."""
+        rows = self.db.execute(
+            "SELECT * FROM touches WHERE contact_id = ? ORDER BY day DESC, id DESC", (contact_id,)
+        ).fetchall()
+        return [JournalEntry(_touch(r), str(r["recorded_at"])) for r in rows]
+
+    def touches_on(self, contact_id: str, day: date) -> list[Touch]:
+        rows = self.db.execute(
+            "SELECT * FROM touches WHERE contact_id = ? AND day = ? ORDER BY id",
+            (contact_id, day.isoformat()),
+        ).fetchall()
+        return [_touch(r) for r in rows]
+
+    def last_touch_by_command(self, contact_id: str) -> Touch | None:
+        """The touch `kit-sync touch` recorded last for this contact (source "cli")."""
+        row = self.db.execute(
+            "SELECT * FROM touches WHERE contact_id = ? AND source = 'cli' ORDER BY id DESC "
+            "LIMIT 1",
+            (contact_id,),
+        ).fetchone()
+        return _touch(row) if row else None
+
+    def latest_touch_per_contact(self) -> dict[str, Touch]:
+        """Each contact's most recent touch (latest day; the last recorded on that day)."""
+        out: dict[str, Touch] = {}
+        for r in self.db.execute("SELECT * FROM touches ORDER BY day, id").fetchall():
+            out[r["contact_id"]] = _touch(r)
+        return out
+
+    def remember_replaced_due(self, source_uid: str, contact_id: str, due: date | None) -> None:
+        """The due date the open task had before this touch moved it (for `untouch`)."""
+        self.db.execute(
+            "INSERT OR REPLACE INTO touch_replaced VALUES (?, ?, ?)",
+            (source_uid, contact_id, due.isoformat() if due else None),
+        )
+
+    def replaced_due(self, source_uid: str) -> date | None:
+        row = self.db.execute(
+            "SELECT due FROM touch_replaced WHERE source_uid = ?", (source_uid,)
+        ).fetchone()
+        return date.fromisoformat(row["due"]) if row and row["due"] else None
+
+    def forget_replaced_due(self, source_uid: str) -> None:
+        self.db.execute("DELETE FROM touch_replaced WHERE source_uid = ?", (source_uid,))
 
     @staticmethod
     def new_touch_id() -> str:

@@ -115,7 +115,7 @@ def test_config_from_env_and_default_locations(home: Path) -> None:
 def test_dry_run_writes_nothing(home: Path) -> None:
     done = cli(home, "sync", "--dry-run")
     assert done.returncode == 0
-    assert "would create ann-example-com: new contact" in done.stdout
+    assert "would create Ann Lee (ann-example-com): new contact" in done.stdout
     assert "dry run: created 2, regenerated 0" in done.stdout
     assert not (home / "tasks").exists() or not list((home / "tasks").iterdir())
 
@@ -123,7 +123,9 @@ def test_dry_run_writes_nothing(home: Path) -> None:
 def test_sync_prints_counts(home: Path) -> None:
     done = cli(home, "sync")
     assert done.returncode == 0
-    assert done.stdout.strip() == "created 2, regenerated 0, updated 0, cancelled 0, failed 0"
+    counts, summary = done.stdout.strip().splitlines()
+    assert counts == "created 2, regenerated 0, updated 0, cancelled 0, failed 0"
+    assert summary.startswith("next due: Ann ")
 
 
 def test_status_json_has_exactly_the_documented_keys(home: Path) -> None:
