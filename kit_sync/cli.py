@@ -879,22 +879,27 @@ def _unicode_out() -> bool:
 
 @app.command()
 def load(
+    ctx: typer.Context,
     weeks: Annotated[int, typer.Option(min=1, max=104, help="How many weeks ahead.")] = 12,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Due dates per week for the coming weeks, as a bar chart with the capacity line."""
+    import json
+
     from kit_sync.overview import fetch_snapshot, load_chart, weekly_load
 
-    with _engine() as engine:
+    o = opts(ctx)
+    with o.engine() as engine:
         report = weekly_load(fetch_snapshot(engine), weeks)
     if as_json:
-        _echo(json.dumps(report.as_dict(), indent=2))
+        o.echo(json.dumps(report.as_dict(), indent=2))
     else:
-        _echo(load_chart(report, unicode=_unicode_out()))
+        o.echo(load_chart(report, unicode=_unicode_out()))
 
 
 @app.command()
 def agenda(
+    ctx: typer.Context,
     minutes: Annotated[
         int, typer.Option(min=1, help="The time you have for this sitting, in minutes.")
     ] = 60,
@@ -904,19 +909,22 @@ def agenda(
     """Who to contact in one sitting: the most overdue first (relative to their
     interval, weighted by priority) until the minutes are used; lunches and coffees
     listed apart, to schedule."""
+    import json
+
     from kit_sync.agenda import agenda_markdown, agenda_text, build_agenda
     from kit_sync.overview import fetch_snapshot
 
     if as_json and markdown:
         raise UsageError("choose --json or --markdown, not both")
-    with _engine() as engine:
+    o = opts(ctx)
+    with o.engine() as engine:
         result = build_agenda(fetch_snapshot(engine), minutes, engine.config.agenda)
     if as_json:
-        _echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
+        o.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
     elif markdown:
-        _echo(agenda_markdown(result))
+        o.echo(agenda_markdown(result))
     else:
-        _echo(agenda_text(result))
+        o.echo(agenda_text(result))
 
 
 @app.command()
