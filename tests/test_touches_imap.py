@@ -397,8 +397,9 @@ def test_cli_touches_and_dry_run_show_what_mail_would_do(
 
     dry = cli(path, "sync", "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert f"would complete {ANN}: email sent {(now - timedelta(seconds=5)).date()}" in dry.stdout
-    assert f"would regenerate {ANN}" in dry.stdout
+    sent = (now - timedelta(seconds=5)).date()
+    assert f"would complete Ann Lee ({ANN}): email sent {sent}" in dry.stdout
+    assert f"would regenerate Ann Lee ({ANN})" in dry.stdout
     # Nothing was written: the same dry run shows the same again.
     assert cli(path, "sync", "--dry-run").stdout == dry.stdout
 
