@@ -1030,20 +1030,26 @@ def init(ctx: typer.Context) -> None:
 
 @app.command()
 def near(
-    city: Annotated[str, typer.Argument(help="A city, as contacts' `city` writes it.")],
+    ctx: typer.Context,
+    city: Annotated[
+        str, typer.Argument(metavar="CITY", help="A city, as contacts' `city` writes it.")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Everyone in CITY (case and accents ignored, trip aliases too): last touch and
     its note, next due date, how to reach them, their notes. For planning a trip."""
+    import json
+
     from kit_sync.near import near_dict, near_text, people_near
     from kit_sync.overview import fetch_snapshot
 
-    with _engine() as engine:
+    o = opts(ctx)
+    with o.engine() as engine:
         report = people_near(fetch_snapshot(engine), city, engine.config.trips.trips())
     if as_json:
-        _echo(json.dumps(near_dict(report), indent=2, ensure_ascii=False))
+        o.echo(json.dumps(near_dict(report), indent=2, ensure_ascii=False))
     else:
-        _echo(near_text(report))
+        o.echo(near_text(report))
 
 
 def main(argv: list[str] | None = None) -> None:
