@@ -816,12 +816,14 @@ class BirthdayOptions(Strict):
 
 
 def _lead_days(value: Any) -> int:
-    interval = _interval(value if not isinstance(value, int) or value else "0 days")
-    if interval.months:
-        raise ValueError(f"lead '{value}' must be in days or weeks, like 3 days")
-    if not 0 <= interval.days <= 60:
-        raise ValueError(f"lead '{value}' must be between 0 and 60 days")
-    return interval.days
+    """A lead before a date: "3 days", "1 week", "0 days" (days or weeks, 0..60 days)."""
+    m = re.fullmatch(r"\s*(\d+)\s*(day|days|week|weeks)\s*", str(value))
+    if m is None:
+        raise ValueError(f"lead '{value}' is not a number of days or weeks, like \"3 days\"")
+    days = int(m.group(1)) * (7 if m.group(2).startswith("week") else 1)
+    if days > 60:
+        raise ValueError(f"lead '{value}' is more than 60 days")
+    return days
 
 
 def _check_template(value: str, allowed: set[str]) -> str:

@@ -49,10 +49,11 @@ def test_example_config_runs_as_the_daemon(tmp_path: Path) -> None:
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if tasks.is_dir() and len(list(tasks.glob("*.ics"))) == 9:
+            if tasks.is_dir() and len(list(tasks.glob("*.ics"))) == 10:
                 break
             time.sleep(0.1)
-        assert len(list(tasks.glob("*.ics"))) == 9  # ten contacts, one paused
+        # ten contacts, one paused; and one birthday task (one contact has a birthday)
+        assert len(list(tasks.glob("*.ics"))) == 10
     finally:
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=10)
