@@ -13,6 +13,7 @@ from kit_sync.cadence import today
 from kit_sync.clock import Clock, system_clock, zone_of
 from kit_sync.config import Config, load_config
 from kit_sync.engine import Engine
+from kit_sync.files import PRIVATE_DIR, tighten
 from kit_sync.roster import LoadedRoster, load_roster
 from kit_sync.schedule import capacity_warning
 from kit_sync.state import State, read_last_touches
@@ -54,6 +55,9 @@ def roster_context(
 def open_engine(loaded: Loaded, *, clock: Clock = system_clock) -> Engine:
     """The engine on the configured backend and state file, all on one clock."""
     backend: Backend = open_backend(loaded.config.backend, loaded.tz, clock=clock)
+    if loaded.config.state is None:
+        # The default folder ($XDG_STATE_HOME/kit-sync) is kit-sync's own: private.
+        tighten(loaded.config.state_path().parent, PRIVATE_DIR)
     state = State(loaded.config.state_path(), clock=clock)
     config = loaded.config
     sources = SourceRunner(config.touches, loaded.tz, max_backoff=config.sync.max_backoff)

@@ -246,10 +246,10 @@ class Engine:
         try:
             result = self._cycle(cycle, allow_empty, progress, stop)
         except KitError as exc:
-            self.state.end_cycle(cycle, False, {}, str(exc))
+            self._record_failure(cycle, str(exc))
             raise
         except Exception as exc:
-            self.state.end_cycle(cycle, False, {}, f"internal error: {exc!r}")
+            self._record_failure(cycle, f"internal error: {exc!r}")
             raise
         result.interrupted = interrupted
         result.source_failures = poll.failures
@@ -257,6 +257,14 @@ class Engine:
         error = "; ".join(result.failures[:3]) if result.failures else None
         self.state.end_cycle(cycle, result.ok, result.counts, error)
         return result
+
+    def _record_failure(self, cycle: str, error: str) -> None:
+        """Note the failed cycle for health; when that write fails too (the disk of
+        the state file is full), the original error is the one to report."""
+        try:
+            self.state.end_cycle(cycle, False, {}, error)
+        except KitError as exc:
+            log.debug("cannot record the failed cycle: %s", exc)
 
     def _problem_lines(self, listing: Listing) -> list[str]:
         return [

@@ -32,3 +32,10 @@ class ConfigError(KitError):
 
 class UsageError(KitError):
     exit_code = 2
+
+
+class DiskFull(KitError):
+    """No space left where kit-sync writes (the state file, the task folder).
+    Nothing was half-written; the daemon retries with back-off."""
+
+    exit_code = 1

@@ -127,3 +127,41 @@ def create_private_file(path: Path) -> None:
     with contextlib.suppress(FileExistsError):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE)
         os.close(fd)
+
+
+#: errno values that mean "the disk (or the user's quota) is full".
+FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def is_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in FULL
+
+
+def disk_full_message(path: Path | str, what: str) -> str:
+    return (
+        f"no space left on the disk of {what} {path}: free some space there (or set a "
+        "path on another disk); nothing was half-written, and the next run carries on"
+    )
+
+
+def read_only_reason(path: Path) -> str | None:
+    """Why kit-sync cannot write the SQLite file at `path` (it needs the file and,
+    for its journal, the folder), or None when it can."""
+    folder = path.parent
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"the state file {path} is read-only"
+    if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+        return f"the folder of the state file, {folder}, is read-only"
+    return None
+
+
+def prepare_private_db(path: Path) -> None:
+    """Before SQLite opens `path`: a missing folder is created 0700, the file 0600
+    (SQLite gives its -wal and -shm files the file's mode), and an existing file
+    or journal readable by others is made private, with a log line."""
+    if not path.parent.exists():
+        private_dir(path.parent)
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
+        tighten(name, PRIVATE_FILE)
+    if not path.exists() and os.access(path.parent, os.W_OK):
+        create_private_file(path)

@@ -10,6 +10,7 @@ which tasks exist, so no duplicate is created.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -20,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from kit_sync.clock import Clock, system_clock
-from kit_sync.errors import KitError
+from kit_sync.errors import DiskFull, KitError
+from kit_sync.files import disk_full_message, is_full, prepare_private_db, read_only_reason
 from kit_sync.model import Touch
 
 SCHEMA_VERSION = 2
@@ -124,7 +126,8 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     try:
         yield db
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:  # SQLite may have rolled back itself (a full disk)
+            db.execute("ROLLBACK")
         raise
     else:
         db.execute("COMMIT")
@@ -142,6 +145,70 @@ def _touch(r: sqlite3.Row) -> Touch:
     )
 
 
+def _read_only_message(reason: str) -> str:
+    return (
+        f"{reason}: kit-sync needs to write its touch journal there. Make it writable "
+        "(chmod u+w, or mount it read-write), or point 'state:' in the config to a "
+        "writable path; do not delete it, it holds the history of your touches"
+    )
+
+
+def _no_room(path: Path) -> bool:
+    """Less than 1 MB left for the user on the disk of `path`."""
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 1024 * 1024
+
+
+class _Db(sqlite3.Connection):
+    """A connection whose write failures say which file and what to do: a full disk
+    is DiskFull, a read-only file or folder a StateError saying so (not "damaged")."""
+
+    path: Path = Path("state.sqlite")
+
+    def _translate(self, exc: sqlite3.OperationalError) -> KitError | None:
+        code = getattr(exc, "sqlite_errorcode", None)
+        primary = code & 0xFF if isinstance(code, int) else None  # extended -> primary
+        text = str(exc).lower()
+        io_error = primary == sqlite3.SQLITE_IOERR or "disk i/o error" in text
+        # In WAL mode a write the disk has no room for often comes back as an I/O
+        # error rather than SQLITE_FULL: a disk with (almost) no space left says why.
+        if (
+            primary == sqlite3.SQLITE_FULL
+            or "disk is full" in text
+            or (io_error and _no_room(self.path))
+        ):
+            return DiskFull(disk_full_message(self.path, "the state file"))
+        if primary in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN) or "readonly" in text:
+            reason = read_only_reason(self.path) or f"the state file {self.path} is read-only"
+            return StateError(_read_only_message(reason))
+        if io_error:
+            return StateError(
+                f"cannot write the state file {self.path} ({exc}); check the disk it is on"
+            )
+        return None
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        try:
+            return super().execute(sql, parameters)
+        except sqlite3.OperationalError as exc:
+            mapped = self._translate(exc)
+            if mapped is None:
+                raise
+            raise mapped from None
+
+    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
+        try:
+            return super().executemany(sql, parameters)
+        except sqlite3.OperationalError as exc:
+            mapped = self._translate(exc)
+            if mapped is None:
+                raise
+            raise mapped from None
+
+
 class State:
     """One SQLite file. Each public write method is its own transaction."""
 
@@ -149,22 +216,42 @@ class State:
         self.path = path
         self.clock = clock
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            prepare_private_db(path)
+        except OSError as exc:
+            if is_full(exc):
+                raise DiskFull(disk_full_message(path, "the state file")) from None
+            raise StateError(
+                f"cannot create the state file {path}: {exc.strerror}; set 'state:' in "
+                "the config to a writable path"
+            ) from None
+        read_only = read_only_reason(path)
+        if read_only:
+            raise StateError(_read_only_message(read_only))
+        try:
             # The daemon runs cycles in a scheduler thread, one at a time (Daemon._lock).
             self.db = sqlite3.connect(
-                str(path), timeout=30, isolation_level=None, check_same_thread=False
+                str(path),
+                timeout=30,
+                isolation_level=None,
+                check_same_thread=False,
+                factory=_Db,
             )
         except (OSError, sqlite3.Error) as exc:
             raise StateError(
                 f"cannot open the state file {path}: {exc}; set 'state:' in the "
                 "config to a writable path"
             ) from None
+        self.db.path = path
         self.db.row_factory = sqlite3.Row
         try:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
+        except KitError:
+            self.db.close()
+            raise
         except sqlite3.DatabaseError as exc:
+            self.db.close()
             raise StateError(
                 f"the state file {path} is damaged ({exc}); move it away and run "
                 "again: kit-sync rebuilds it from the backend (only the history "

@@ -28,7 +28,15 @@ from kit_sync.backends.base import (
 from kit_sync.backends.ical import ParseError, apply_change, new_vtodo, task_from_ical
 from kit_sync.clock import Clock, system_clock
 from kit_sync.config import LocalConfig
-from kit_sync.files import MAX_ITEM_BYTES, UnreadableFile, read_regular
+from kit_sync.errors import DiskFull
+from kit_sync.files import (
+    MAX_ITEM_BYTES,
+    PRIVATE_DIR,
+    UnreadableFile,
+    disk_full_message,
+    is_full,
+    read_regular,
+)
 from kit_sync.model import ItemProblem, KitTask, Listing, NewTask, TaskChange
 
 TMP_PREFIX = ".kit-sync-tmp-"
@@ -53,7 +61,7 @@ class LocalBackend(Backend):
         self.tz = tz
         self._clock = clock or system_clock
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
+            self.path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)  # new: private
         except OSError as exc:
             raise BackendUnavailable(
                 f"cannot create the task folder {self.path}: {exc.strerror}; check "
@@ -118,15 +126,24 @@ class LocalBackend(Backend):
     # --- writing ----------------------------------------------------------------------
 
     def _write_temp(self, data: bytes) -> str:
-        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=self.path)
+        """`data` in a new temp file in the folder, synced. A full disk is DiskFull
+        (no temp file is left behind)."""
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=self.path)
+        except OSError as exc:
+            if is_full(exc):
+                raise DiskFull(disk_full_message(self.path, "the task folder")) from None
+            raise
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+            if is_full(exc):
+                raise DiskFull(disk_full_message(self.path, "the task folder")) from None
             raise
         return tmp
 
@@ -146,6 +163,8 @@ class LocalBackend(Backend):
         except FileExistsError:
             raise AlreadyExists(f"{href} already exists") from None
         except OSError as exc:
+            if is_full(exc):
+                raise DiskFull(disk_full_message(self.path, "the task folder")) from None
             raise ItemRejected(f"cannot write {href}: {exc.strerror}") from None
         finally:
             with contextlib.suppress(OSError):

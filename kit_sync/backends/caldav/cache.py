@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from kit_sync.backends.caldav.items import _info_json, _Item, _item_from_row, _parser_fingerprint
+from kit_sync.files import prepare_private_db
 from kit_sync.state import transaction
 
 log = logging.getLogger("kit_sync.caldav")
@@ -29,6 +30,8 @@ class _Cache:
         self.db = self._open()
 
     def _open(self) -> sqlite3.Connection:
+        # It holds contacts' notes and emails: 0600 like the state file.
+        prepare_private_db(self.path)
         for attempt in (1, 2):
             try:
                 db = sqlite3.connect(

@@ -1,0 +1,290 @@
+"""Hardening (issue 11): the files kit-sync keeps, full disks and read-only state,
+the single-instance lock, stopping, secrets in URLs, JSON logs.
+
+Real files, real SQLite and real processes. A full disk is a real tmpfs of a few
+KB mounted in a user namespace (`unshare -rm`, no privileges needed) where the
+kernel allows it; the same code path is also driven by an ENOSPC injected at the
+OS call, which runs everywhere. Each test failed on the main of 2026-12-02."""
+
+from __future__ import annotations
+
+import copy
+import errno
+import logging
+import os
+import shlex
+import shutil
+import sqlite3
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from kit import BASE_CONFIG, World
+
+from kit_sync.model import Status
+
+ANN = "ann-example-com"
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("KIT_SYNC")}
+
+
+def kit(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kit_sync", *args],
+        cwd=cwd,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return World(tmp_path, copy.deepcopy(BASE_CONFIG))
+
+
+def many(n: int) -> dict[str, object]:
+    data = copy.deepcopy(BASE_CONFIG)
+    data["contacts"] = [
+        {"name": f"Person {i:03d}", "email": f"p{i}@example.com", "tier": "core"} for i in range(n)
+    ]
+    return data
+
+
+# --- 2: file modes --------------------------------------------------------------------------
+
+
+def test_state_files_and_folders_are_private_from_the_start(world: World) -> None:
+    os.umask(0o022)
+    world.edit_config(state="private/state.sqlite", backend={"type": "local", "path": "tasks"})
+    engine = world.engine()
+    try:
+        engine.run_cycle()
+        folder = world.dir / "private"
+        assert mode(folder) == 0o700
+        names = sorted(p.name for p in folder.iterdir())
+        assert "state.sqlite-wal" in names  # open: the journal files exist now
+        for path in folder.iterdir():
+            assert mode(path) == 0o600, path.name
+    finally:
+        engine.state.close()
+    assert mode(world.folder) == 0o700  # a task folder kit-sync creates
+    assert {mode(p) for p in world.folder.iterdir()} == {0o600}
+
+
+def test_existing_state_files_and_the_default_folder_are_tightened_with_a_log_line(
+    world: World, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "xdg"
+    default = home / "kit-sync"
+    default.mkdir(parents=True)
+    default.chmod(0o755)
+    monkeypatch.setenv("XDG_STATE_HOME", str(home))
+    data = copy.deepcopy(BASE_CONFIG)
+    del data["state"]
+    world.write_config(data)
+    state = default / "config.sqlite"
+    db = sqlite3.connect(state)  # an older kit-sync's file, world-readable
+    db.execute("CREATE TABLE x (y)")
+    db.close()
+    state.chmod(0o644)
+    from kit_sync.app import load, open_engine
+
+    with caplog.at_level(logging.INFO, logger="kit_sync"):
+        engine = open_engine(load(world.config_path))
+    engine.state.close()
+    engine.backend.close()
+    assert engine.state.path == state
+    told = [r.getMessage() for r in caplog.records if "private" in r.getMessage()]
+    assert mode(state) == 0o600 and any(str(state) in m and "644" in m for m in told)
+    assert mode(default) == 0o700 and any(str(default) in m for m in told)
+
+
+@pytest.mark.integration
+def test_the_caldav_cache_is_private(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    from servers import Kit, shared
+
+    server = shared("radicale", request)
+    kit_ = Kit(tmp_path, server, server.new_collection())
+    assert kit_.cli("sync").returncode == 0
+    caches = list(tmp_path.glob("*cache*"))
+    assert caches and {mode(p) for p in caches} == {0o600}
+    assert mode(tmp_path / "state.sqlite") == 0o600
+
+
+# --- 9 and 10: a full disk, a read-only state file ------------------------------------------
+
+
+def namespaces() -> bool:
+    """Can this machine mount a tmpfs in a user namespace without privileges?"""
+    if not shutil.which("unshare"):
+        return False
+    done = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k none /mnt 2>/dev/null"],
+        capture_output=True,
+        check=False,
+    )
+    return done.returncode == 0
+
+
+def in_namespace(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`script` (sh) in a private mount namespace; $KIT runs kit-sync."""
+    kit_cmd = shlex.join([sys.executable, "-m", "kit_sync"])
+    return subprocess.run(
+        ["unshare", "-rm", "sh", "-c", f"KIT={shlex.quote(kit_cmd)}\n{script}"],
+        cwd=cwd,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+needs_namespaces = pytest.mark.skipif(
+    not namespaces(), reason="user namespaces are off here; the ENOSPC-injection tests cover it"
+)
+
+
+def sections(out: str) -> list[str]:
+    return out.split("=====\n")
+
+
+@needs_namespaces
+def test_a_full_task_folder_on_a_real_small_disk(tmp_path: Path) -> None:
+    world = World(tmp_path, many(60))
+    world.folder.mkdir()
+    done = in_namespace(
+        "mount -t tmpfs -o size=32k none tasks || exit 99\n"
+        '$KIT -c config.yaml sync; echo "rc=$?"\n'
+        "ls -a tasks | grep -c kit-sync-tmp; echo =====\n"
+        "mount -o remount,size=4m tasks\n"
+        '$KIT -c config.yaml sync; echo "rc=$?"\n'
+        "cp -a tasks after\n",
+        tmp_path,
+    )
+    first, second = sections(done.stdout)
+    assert "rc=1" in first, done.stdout + done.stderr
+    assert "no space left on the disk of the task folder" in done.stderr
+    assert str(world.folder) in done.stderr and "Traceback" not in done.stderr
+    assert first.strip().endswith("0")  # no temp file left behind
+    assert "rc=0" in second
+    from zoneinfo import ZoneInfo
+
+    from kit_sync.backends.local import LocalBackend
+
+    listing = LocalBackend(type("C", (), {"path": tmp_path / "after"})(), ZoneInfo("UTC"))
+    found = listing.fetch_listing()
+    assert found.problems == []  # nothing half-written
+    opens = [t.contact_id for t in found.tasks if t.status is Status.OPEN]
+    assert len(opens) == 60 and len(set(opens)) == 60
+
+
+@needs_namespaces
+def test_a_full_state_disk_on_a_real_small_disk(tmp_path: Path) -> None:
+    world = World(tmp_path, many(200))
+    world.edit_config(state="st/state.sqlite")
+    (tmp_path / "st").mkdir()
+    done = in_namespace(
+        "mount -t tmpfs -o size=48k none st || exit 99\n"
+        "head -c 20000 /dev/zero > st/filler\n"
+        '$KIT -c config.yaml sync; echo "rc=$?"; echo =====\n'
+        "rm st/filler; mount -o remount,size=4m st\n"
+        '$KIT -c config.yaml sync; echo "rc=$?"\n'
+        '$KIT -c config.yaml sync; echo "rc=$?"\n',
+        tmp_path,
+    )
+    first, second = sections(done.stdout)
+    assert "rc=1" in first, done.stdout + done.stderr
+    assert "no space left on the disk of the state file" in done.stderr
+    assert "st/state.sqlite" in done.stderr and "Traceback" not in done.stderr
+    assert second.count("rc=0") == 2, done.stdout + done.stderr
+    assert "created 0, regenerated 0, updated 0, cancelled 0, failed 0" in second
+    opens = [t.contact_id for t in world.open_tasks()]
+    assert len(opens) == 200 and len(set(opens)) == 200
+
+
+def test_enospc_in_the_task_folder_is_a_clear_error_and_the_daemon_backs_off(
+    world: World, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import kit_sync.backends.local as local
+
+    real_fsync = os.fsync
+
+    def full(fd: int) -> None:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(local.os, "fsync", full)
+    from test_service_health import cli
+
+    ran = cli(capfd, "--config", str(world.config_path), "sync")
+    assert ran.code == 1
+    assert f"no space left on the disk of the task folder {world.folder}" in ran.err
+    assert not list(world.folder.iterdir())  # neither a task nor a temp file
+
+    from kit_sync.daemon import Daemon
+
+    engine = world.engine()
+    daemon = Daemon(engine, engine.config)
+    daemon.cycle()
+    assert daemon.failures == 1 and daemon.not_before is not None
+    monkeypatch.setattr(local.os, "fsync", real_fsync)
+    daemon.not_before = None
+    daemon.cycle()
+    assert daemon.failures == 0
+    assert len(world.open_tasks()) == 2
+    engine.state.close()
+
+
+def test_a_full_state_database_is_a_clear_error_that_loses_nothing(
+    world: World, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """SQLite's own SQLITE_FULL (a page limit stands in for the disk)."""
+    from kit_sync.errors import DiskFull
+
+    world.write_config(many(300))
+    engine = world.engine()
+    pages = engine.state.db.execute("PRAGMA page_count").fetchone()[0]
+    engine.state.db.execute(f"PRAGMA max_page_count = {pages + 1}")
+    with pytest.raises(DiskFull, match="no space left on the disk of the state file"):
+        engine.run_cycle()
+    engine.state.close()
+    assert world.sync().ok  # the next run carries on
+    assert len(world.open_tasks()) == 300
+
+
+@pytest.mark.parametrize("how", ["chmod", "read-only-mount"])
+def test_a_read_only_state_file_is_called_read_only_not_damaged(world: World, how: str) -> None:
+    world.edit_config(state="st/state.sqlite")
+    assert world.sync().ok
+    state = world.dir / "st" / "state.sqlite"
+    if how == "chmod":
+        if os.geteuid() == 0:
+            pytest.skip("root writes to read-only files; the read-only mount case covers it")
+        state.chmod(0o444)
+        done = kit(world.dir, "-c", "config.yaml", "sync")
+        out, code = done.stderr, done.returncode
+    else:
+        if not namespaces():
+            pytest.skip("user namespaces are off here; the chmod case covers it")
+        done = in_namespace(
+            "mount --bind st st && mount -o remount,bind,ro st || exit 99\n"
+            "$KIT -c config.yaml sync\n",
+            world.dir,
+        )
+        out, code = done.stderr, done.returncode
+    assert code == 2, out
+    assert "read-only" in out and "damaged" not in out and "state.sqlite" in out
+    assert "do not delete it" in out
