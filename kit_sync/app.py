@@ -60,5 +60,7 @@ def open_engine(loaded: Loaded, *, clock: Clock = system_clock) -> Engine:
         tighten(loaded.config.state_path().parent, PRIVATE_DIR)
     state = State(loaded.config.state_path(), clock=clock)
     config = loaded.config
-    sources = SourceRunner(config.touches, loaded.tz, max_backoff=config.sync.max_backoff)
+    sources = SourceRunner(
+        config.touches, loaded.tz, max_backoff=config.sync.max_backoff, backend=backend
+    )
     return Engine(config, loaded.roster, backend, state, loaded.tz, clock=clock, sources=sources)

@@ -432,6 +432,65 @@ class CaldavEventsSourceConfig(Strict):
     _verify = field_validator("verify")(lambda v, info: _verify_path(v, info))
 
 
+class ExchangeSourceConfig(Strict):
+    """Sent Items and Calendar of an Exchange mailbox (EWS). Without `email` it uses
+    the Exchange backend's mailbox and connection."""
+
+    type: Literal["exchange"]
+    lookback: IntervalField = Interval(days=90)
+    """How far back the first run reads ("90 days", "6 months")."""
+    email: str | None = None
+    """The mailbox; the Exchange backend's when omitted (then it shares its connection)."""
+    server: str | None = None
+    """As for the exchange backend."""
+    service_endpoint: str | None = None
+    """As for the exchange backend."""
+    autodiscover: bool = False
+    """As for the exchange backend."""
+    username: str | None = None
+    """As for the exchange backend."""
+    password: SecretField | None = None
+    """As for the exchange backend."""
+    auth: Literal["ntlm", "basic", "oauth2"] = "ntlm"
+    """As for the exchange backend."""
+    oauth: ExchangeOAuth | None = None
+    """As for the exchange backend."""
+    access: Literal["delegate", "impersonation"] = "delegate"
+    """As for the exchange backend."""
+    verify: bool | str = True
+    """As for the exchange backend."""
+    version: str | None = None
+    """As for the exchange backend."""
+    timeout: float = Field(120.0, gt=0)
+    """As for the exchange backend."""
+    max_retry_wait: float = Field(60.0, ge=0)
+    """As for the exchange backend."""
+
+    @model_validator(mode="after")
+    def _own_connection(self) -> ExchangeSourceConfig:
+        if self.email is not None:
+            self.connection()  # the exchange backend's rules, with their messages
+        elif self.model_fields_set - {"type", "lookback"}:
+            raise ValueError(
+                "connection keys without email: give email (and server or "
+                "service_endpoint) for a mailbox of its own, or none of them to use "
+                "the exchange backend's"
+            )
+        return self
+
+    def connection(self) -> ExchangeConfig | None:
+        """The connection as an exchange backend config; None: share the backend's."""
+        if self.email is None:
+            return None
+        data = self.model_dump(exclude={"type", "lookback"}, exclude_unset=True)
+        for key in ("password",):
+            if key in data:
+                data[key] = getattr(self, key)
+        if self.oauth is not None:
+            data["oauth"] = self.oauth
+        return ExchangeConfig.model_validate({"type": "exchange", **data})
+
+
 def _verify_path(value: bool | str, info: ValidationInfo) -> bool | str:
     if isinstance(value, str):
         path = _resolve_path(Path(value), info)
@@ -442,9 +501,10 @@ def _verify_path(value: bool | str, info: ValidationInfo) -> bool | str:
 
 
 TouchSourceConfig = Annotated[
-    ImapSourceConfig | CaldavEventsSourceConfig, Field(discriminator="type")
+    ImapSourceConfig | CaldavEventsSourceConfig | ExchangeSourceConfig,
+    Field(discriminator="type"),
 ]
-TOUCH_TYPES = ("imap", "caldav-events")
+TOUCH_TYPES = ("imap", "caldav-events", "exchange")
 
 
 # --- roster ------------------------------------------------------------------------
@@ -927,6 +987,21 @@ class Config(Strict):
         lambda v, info: None if v is None else _resolve_path(v, info)
     )
 
+    @model_validator(mode="after")
+    def _shared_connections(self) -> Config:
+        for i, source in enumerate(self.touches):
+            if (
+                isinstance(source, ExchangeSourceConfig)
+                and source.email is None
+                and self.backend.type != "exchange"
+            ):
+                raise ValueError(
+                    f"touches[{i}] (type exchange) has no mailbox of its own and the backend "
+                    f"is {self.backend.type}, not exchange: give it email and server (or "
+                    "service_endpoint) and the login, like an exchange backend"
+                )
+        return self
+
     @model_validator(mode="before")
     @classmethod
     def _old_exchange_on_remove(cls, data: Any) -> Any:
@@ -1073,6 +1148,7 @@ def _known_fields(parent: Path_, data: Any) -> list[str]:
         sources: dict[str, type[BaseModel]] = {
             "imap": ImapSourceConfig,
             "caldav-events": CaldavEventsSourceConfig,
+            "exchange": ExchangeSourceConfig,
         }
         source = sources.get(str(kind))
         return list(source.model_fields) if source else []

@@ -131,7 +131,7 @@ class Engine:
         if self.sources is not None and config.touches != self.config.touches:
             self.sources.close()
             self.sources = SourceRunner(
-                config.touches, self.tz, max_backoff=config.sync.max_backoff
+                config.touches, self.tz, max_backoff=config.sync.max_backoff, backend=self.backend
             )
         self.config = config
         self.roster = roster
@@ -178,6 +178,7 @@ class Engine:
             completion_seen=completion_seen,
             blocked=frozenset(p.contact_id for p in listing.problems if p.contact_id),
             previously_open={u: s.contact_id for u, s in seen.items() if s.status == "open"},
+            regenerating=self.backend.regenerates_itself,
             birthdays=self.config.birthdays.settings(),
             trips=self.config.trips.trips(),
             trip_pull=self.config.trips.pull,

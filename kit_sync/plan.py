@@ -146,6 +146,10 @@ class Inputs:
     blocked: frozenset[str] = frozenset()
     # open tasks seen at the previous listing, uid -> contact (tells "deleted on a device")
     previously_open: dict[str, str] = field(default_factory=dict)
+    # The backend regenerates a completed task itself (Exchange): a detected touch
+    # moves the open task's due date instead of completing it, because the server
+    # would stamp the completed copy with its own "today", not the touch's day.
+    regenerating: bool = False
     birthdays: Birthdays | None = None  # None: no birthday tasks
     trips: tuple[Trip, ...] = ()
     trip_pull: Interval = field(default_factory=lambda: Interval(months=2))
@@ -611,7 +615,7 @@ def _detected_completion(
     latest touch, later than the touch the task was counted from, and not before
     the day the task was created. Several touches since the last sync collapse to
     the latest. An older detected touch only moves the due date (`_refresh`)."""
-    if not opens or not detected or last is None:
+    if not opens or not detected or last is None or inputs.regenerating:
         return None
     latest = max(detected, key=lambda x: (x.day, x.at or datetime.min.replace(tzinfo=UTC)))
     if latest.day != last or latest.day > today(inputs.now, inputs.tz):

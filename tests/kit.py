@@ -60,7 +60,10 @@ class World:
         if self.sources is None and loaded.config.touches:
             # One runner per world, as the daemon keeps one: back-off survives cycles.
             self.sources = SourceRunner(
-                loaded.config.touches, loaded.tz, max_backoff=loaded.config.sync.max_backoff
+                loaded.config.touches,
+                loaded.tz,
+                max_backoff=loaded.config.sync.max_backoff,
+                backend=backend,
             )
         return Engine(
             loaded.config,

@@ -14,6 +14,7 @@ Modules:
                     transaction with the source's cursor
   imap.py           sent (and optionally received) mail over IMAP (imapclient)
   caldav_events.py  meetings from a CalDAV calendar (caldav, recurring-ical-events)
+  exchange.py       Sent Items and meetings of an Exchange mailbox (exchangelib)
 
 Sources are imported lazily by type, like backends.
 """
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 REGISTRY: dict[str, tuple[str, str]] = {
     "imap": ("kit_sync.touches.imap:ImapSource", "imap"),
     "caldav-events": ("kit_sync.touches.caldav_events:CaldavEventsSource", "caldav"),
+    "exchange": ("kit_sync.touches.exchange:ExchangeSource", "exchange"),
 }
 
 

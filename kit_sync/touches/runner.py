@@ -51,11 +51,13 @@ class SourceRunner:
         *,
         max_backoff: timedelta = timedelta(hours=1),
         opener: Callable[[Any, ZoneInfo], TouchSource] | None = None,
+        backend: Any = None,
     ) -> None:
         self.configs = list(configs)
         self.tz = tz
         self.max_backoff = max_backoff
         self._opener = opener
+        self.backend = backend  # shared with sources of the same type (exchange)
         self._sources: dict[int, TouchSource] = {}
         self._health: dict[int, _Health] = {}
 
@@ -69,7 +71,7 @@ class SourceRunner:
             else:
                 from kit_sync.touches import open_source
 
-                self._sources[i] = open_source(self.configs[i], self.tz)
+                self._sources[i] = open_source(self.configs[i], self.tz, self.backend)
         return self._sources[i]
 
     def _label(self, i: int) -> str:

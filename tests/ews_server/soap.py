@@ -29,6 +29,7 @@ from .store import (
     ext_key,
     iso,
     local,
+    parse_datetime,
     t,
 )
 
@@ -447,6 +448,7 @@ class Operations:
         shape = self.parse_shape(req.find(m("ItemShape")))
         restriction = req.find(m("Restriction"))
         view = req.find(m("IndexedPageItemView"))
+        calendar_view = req.find(m("CalendarView"))
         msgs = etree.Element(m("ResponseMessages"))
         for ref in req.find(m("ParentFolderIds")):
             try:
@@ -457,7 +459,8 @@ class Operations:
             found = [
                 i
                 for i in sorted(self.store.items_in(folder), key=lambda i: i.created_seq)
-                if restriction is None or self.matches(i, restriction)
+                if (restriction is None or self.matches(i, restriction))
+                and (calendar_view is None or self._in_view(i, calendar_view))
             ]
             offset, page = self._paging(view, len(found))
             chunk = found[offset : offset + page]
@@ -474,6 +477,18 @@ class Operations:
                 items.append(self.render_item(i, shape, view=True))
             msgs.append(msg)
         return self._wrap("FindItem", msgs)
+
+    @staticmethod
+    def _in_view(item: Item, view: etree._Element) -> bool:
+        """CalendarView: calendar items overlapping [StartDate, EndDate) (occurrences are
+        stored one by one here; the real server expands recurring masters)."""
+        if item.tag != "CalendarItem" or not item.text("Start") or not item.text("End"):
+            return False
+        start = parse_datetime(view.get("StartDate", ""))
+        end = parse_datetime(view.get("EndDate", ""))
+        return parse_datetime(item.text("Start") or "") < end and start < parse_datetime(
+            item.text("End") or ""
+        )
 
     def op_GetItem(self, req: etree._Element, caller: Caller) -> etree._Element:
         shape = self.parse_shape(req.find(m("ItemShape")))

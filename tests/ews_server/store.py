@@ -69,7 +69,19 @@ TASK_ORDER = [
     "IsAssignmentEditable", "IsComplete", "IsRecurring", "IsTeamTask", "Mileage", "Owner",
     "PercentComplete", "Recurrence", "StartDate", "Status", "StatusDescription", "TotalWork",
 ]  # fmt: skip
-ORDER = {name: i for i, name in enumerate(ITEM_ORDER + TASK_ORDER)}
+# MessageType and CalendarItemType after ItemType (the touch sources read them).
+MESSAGE_ORDER = [
+    "Sender", "ToRecipients", "CcRecipients", "BccRecipients", "IsReadReceiptRequested",
+    "IsDeliveryReceiptRequested", "ConversationIndex", "ConversationTopic", "From",
+    "InternetMessageId", "IsRead",
+]  # fmt: skip
+CALENDAR_ORDER = [
+    "UID", "RecurrenceId", "DateTimeStamp", "Start", "End", "OriginalStart", "IsAllDayEvent",
+    "LegacyFreeBusyStatus", "Location", "When", "IsMeeting", "IsCancelled",
+    "CalendarItemType", "MyResponseType", "Organizer", "RequiredAttendees",
+    "OptionalAttendees", "Resources",
+]  # fmt: skip
+ORDER = {name: i for i, name in enumerate(ITEM_ORDER + TASK_ORDER + MESSAGE_ORDER + CALENDAR_ORDER)}
 #: Properties only the server sets; a client's SetItemField on them is refused.
 READ_ONLY = {
     "ItemId", "ParentFolderId", "ItemClass", "DateTimeReceived", "Size", "DateTimeCreated",
@@ -80,7 +92,12 @@ READ_ONLY = {
 }  # fmt: skip
 #: What FindItem and SyncFolderItems cannot return (EWS reference, SyncFolderItems
 #: remarks: "it cannot return properties like Body or Attachments").
-NOT_IN_VIEWS = {"Body", "Attachments", "MimeContent", "UniqueBody"}
+NOT_IN_VIEWS = {
+    "Body", "Attachments", "MimeContent", "UniqueBody",
+    # Recipient and attendee lists: FindItem/SyncFolderItems refuse them (GetItem only).
+    "ToRecipients", "CcRecipients", "BccRecipients", "RequiredAttendees", "OptionalAttendees",
+    "Resources",
+}  # fmt: skip
 
 STATUS_TEXT = {
     "NotStarted": "Not Started",
@@ -276,6 +293,7 @@ class Store:
             root = make("root", "", None, None)
             top = make("msgfolderroot", "Top of Information Store", root, "IPF.Note")
             make("inbox", "Inbox", top, "IPF.Note")
+            make("sentitems", "Sent Items", top, "IPF.Note")
             make("calendar", "Calendar", top, "IPF.Appointment")
             make("contacts", "Contacts", top, "IPF.Contact")
             make("tasks", "Tasks", top, "IPF.Task")
@@ -539,6 +557,83 @@ class Store:
         return out
 
     # --- test hooks: what Outlook, a phone or a user does ------------------------------
+
+    def add_message(
+        self,
+        email: str,
+        sent: datetime,
+        *,
+        to: tuple[str, ...] = (),
+        cc: tuple[str, ...] = (),
+        bcc: tuple[str, ...] = (),
+        sender: str | None = None,
+        folder: str = "sentitems",
+        message_id: str | None = None,
+        subject: str = "hello",
+    ) -> Item:
+        """A message in a mailbox folder, as Outlook leaves a sent one in Sent Items."""
+
+        def mailboxes(name: str, addresses: tuple[str, ...]) -> etree._Element:
+            e = elem(name)
+            for a in addresses:
+                box = etree.SubElement(e, t("Mailbox"))
+                box.append(elem("Name", a.split("@")[0]))
+                box.append(elem("EmailAddress", a))
+                box.append(elem("RoutingType", "SMTP"))
+            return e
+
+        m = elem("Message")
+        m.append(elem("ItemClass", "IPM.Note"))
+        m.append(elem("Subject", subject))
+        m.append(elem("DateTimeSent", iso(sent.astimezone(UTC))))
+        for name, addresses in (("ToRecipients", to), ("CcRecipients", cc), ("BccRecipients", bcc)):
+            if addresses:
+                m.append(mailboxes(name, addresses))
+        frm = elem("From")
+        frm.append(mailboxes("x", (sender or email,))[0])
+        m.append(frm)
+        m.append(elem("InternetMessageId", message_id or f"<{uuid.uuid4().hex}@example.com>"))
+        with self.lock:
+            return self.create_item(self.distinguished(email, folder), m)
+
+    def add_meeting(
+        self,
+        email: str,
+        start: datetime,
+        end: datetime,
+        *,
+        organizer: str,
+        attendees: dict[str, str] | None = None,
+        cancelled: bool = False,
+        my_response: str = "Accept",
+        uid: str | None = None,
+    ) -> Item:
+        """A calendar item (one occurrence; the real server expands recurring ones in a
+        CalendarView). attendees: address -> ResponseType (Accept, Decline, ...)."""
+        c = elem("CalendarItem")
+        c.append(elem("ItemClass", "IPM.Appointment"))
+        c.append(elem("Subject", "Meeting"))
+        c.append(elem("UID", uid or str(uuid.uuid4())))
+        c.append(elem("Start", iso(start.astimezone(UTC))))
+        c.append(elem("End", iso(end.astimezone(UTC))))
+        c.append(elem("IsMeeting", "true"))
+        c.append(elem("IsCancelled", "true" if cancelled else "false"))
+        c.append(elem("CalendarItemType", "Single"))
+        c.append(elem("MyResponseType", my_response))
+        org = elem("Organizer")
+        box = etree.SubElement(org, t("Mailbox"))
+        box.append(elem("EmailAddress", organizer))
+        c.append(org)
+        if attendees:
+            req = elem("RequiredAttendees")
+            for address, response in attendees.items():
+                a = etree.SubElement(req, t("Attendee"))
+                box = etree.SubElement(a, t("Mailbox"))
+                box.append(elem("EmailAddress", address))
+                a.append(elem("ResponseType", response))
+            c.append(req)
+        with self.lock:
+            return self.create_item(self.distinguished(email, "calendar"), c)
 
     def all_tasks(self, folder: Folder) -> Iterator[Item]:
         yield from (i for i in self.items_in(folder) if i.tag == "Task")
