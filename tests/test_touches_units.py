@@ -101,7 +101,10 @@ def test_config_keys_and_defaults(tmp_path: Path) -> None:
             {"type": "imap", "host": "h", "username": "u", "password": "p", "folderz": ["S"]},
             "touches[0].folderz: unknown option 'folderz'; did you mean 'folders'?",
         ),
-        ({"type": "gmail"}, "unknown touch source type 'gmail' (known: imap, caldav-events, exchange)"),
+        (
+            {"type": "gmail"},
+            "unknown touch source type 'gmail' (known: imap, caldav-events, exchange)",
+        ),
         (
             {"type": "imap", "host": "h", "username": "u", "password": "p", "lookback": "ever"},
             "touches[0].lookback: 'ever' is not an interval",
