@@ -531,6 +531,7 @@ def status(
     o = opts(ctx)
     with o.engine() as engine:
         rows = engine.status()
+        _warn_overload(engine, rows)
     rows = sorted(rows, key=lambda r: (r.next_due or date.max, r.name))
     o.echo(
         o.formatter(as_json).status(
@@ -871,6 +872,20 @@ def login(ctx: typer.Context) -> None:
 
 
 # --- the rhythm: load, agenda, digest, add, init (logic in their own modules) ----------
+
+
+def _warn_overload(engine: Any, rows: Any) -> None:
+    """status: weeks ahead over schedule.capacity (the roster-wide rate is checked at load)."""
+    from kit_sync.cadence import today
+    from kit_sync.schedule import overload_warning
+
+    warning = overload_warning(
+        (r.next_due for r in rows if r.next_due and r.state == "open"),
+        today(engine.clock(), engine.tz),
+        engine.config.schedule.policy,
+    )
+    if warning:
+        log.warning("%s", warning)
 
 
 def _unicode_out() -> bool:

@@ -93,6 +93,8 @@ class Action:
         due = self.new.due if self.new else (self.change.due if self.change else None)
         verb = "delete" if self.delete else self.verb or _VERBS[self.kind]
         tail = f", due {due.isoformat()}" if due else ""
+        if due and self.to_place is not None and due != self.to_place.nominal:
+            tail += f" (placed for an even load; nominal {self.to_place.nominal.isoformat()})"
         return f"{verb} {self.contact_id}: {self.reason}{tail}"
 
 

@@ -187,11 +187,29 @@ def capacity_warning(intervals: Iterable[Interval], policy: Policy) -> str | Non
     rate = weekly_rate(intervals)
     if rate <= policy.capacity:
         return None
-    shown = f"{rate:.0f}" if rate - policy.capacity >= 1 else f"{rate:.1f}"
+    shown = f"{rate:.0f}" if rate >= 10 else f"{rate:.1f}".removesuffix(".0")
     return (
         f"the roster needs about {shown} a week; capacity is {policy.capacity} "
         "(schedule.capacity.per_week): some weeks will hold more. Raise the capacity, "
         "lengthen some intervals or pause some contacts"
+    )
+
+
+def overload_warning(dues: Iterable[date], today: date, policy: Policy) -> str | None:
+    """A warning naming the weeks from this one on that hold more due dates than the
+    capacity (a burst the flex windows could not spread)."""
+    if policy.capacity is None:
+        return None
+    this_week = monday_of(today)
+    load = Load.of(d for d in dues if d >= this_week)
+    over = sorted((w, n) for w, n in load.weeks.items() if n > policy.capacity)
+    if not over:
+        return None
+    shown = ", ".join(f"{y}-W{w:02d} ({n})" for (y, w), n in over[:6])
+    more = f" and {len(over) - 6} more" if len(over) > 6 else ""
+    return (
+        f"{len(over)} week(s) hold more due dates than the capacity of {policy.capacity}: "
+        f"{shown}{more}; see kit-sync load"
     )
 
 

@@ -358,3 +358,51 @@ def test_an_infeasible_roster_warns_with_the_weekly_rate_it_needs(tmp_path: Path
         check=False,
     )
     assert done.returncode == 0 and "needs about" not in done.stderr
+
+
+def test_a_burst_over_capacity_is_reported_by_sync_and_status(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+
+    # 5 people every 2 weeks, all touched today: their windows (± 7 days) span 3
+    # weeks of capacity 1, so weeks overflow (and the roster needs 2.5 a week).
+    data = _roster_config(5, "2 weeks", {"capacity": {"per_week": 1}, "flex": "50%"})
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "kit_sync", "--config", str(tmp_path / "config.yaml"), *args],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+            check=False,
+        )
+
+    assert cli("sync").returncode == 0
+    logged = ""
+    for i in range(5):
+        done = cli("touch", f"p{i:02d}")
+        assert done.returncode == 0, done.stderr
+        logged += done.stderr
+    # The cycle that could not fit a date says which week is over.
+    assert "due dates, more than the capacity of 1 a week" in logged, logged
+    status = cli("status")
+    assert status.returncode == 0
+    assert "hold more due dates than the capacity of 1" in status.stderr, status.stderr
+    assert "the roster needs about 2.5 a week; capacity is 1" in status.stderr
+
+
+def test_overload_warning_names_the_weeks() -> None:
+    from kit_sync.schedule import overload_warning
+
+    today = date(2026, 11, 25)
+    dues = [date(2026, 11, 30)] * 3 + [date(2026, 12, 7)] * 2 + [date(2026, 11, 2)] * 9
+    warning = overload_warning(dues, today, Policy(capacity=2))
+    assert warning == (
+        "1 week(s) hold more due dates than the capacity of 2: 2026-W49 (3); see kit-sync load"
+    )
+    assert overload_warning(dues, today, Policy(capacity=3)) is None
+    assert overload_warning(dues, today, Policy()) is None
