@@ -30,6 +30,10 @@ def fresh(ms: FakeMicrosoft) -> Iterator[FakeMicrosoft]:
     ms.graph._throttle.clear()
     ms.graph._throttle_items.clear()
     ms.graph.delta_expands = True
+    ms.graph.delta_partial = False
+    ms.graph.honour_if_match = True
+    ms.graph.link_changes_in_delta = True
+    ms.graph.update_body_html_only = False
     ms.graph.completion = "date"
     yield ms
     ms.graph.hooks.clear()

@@ -108,6 +108,9 @@ class Task:
     modified: datetime
     version: int = 1
     seq: int = 0
+    created_seq: int = 0
+    #: property name -> list seq of its last change ("linkedResources" for the links)
+    changed: dict[str, int] = field(default_factory=dict)
 
     @property
     def etag(self) -> str:
@@ -147,6 +150,18 @@ class FakeGraph:
         self.page_size = 50  # when the client sets no odata.maxpagesize
         self.epoch = 1  # delta tokens from an older epoch are Gone
         self.delta_expands = True  # honour $expand=linkedResources in delta
+        # Behaviours Microsoft does not promise against, each a mode the tests turn on
+        # (issue 16); the defaults are the friendly reading of the docs.
+        #: delta returns an updated task with only its changed properties ("at least
+        #: the properties that have been updated", the delta query overview)
+        self.delta_partial = False
+        #: PATCH/DELETE honour If-Match (To Do's pages do not document it)
+        self.honour_if_match = True
+        #: a change to a linked resource alone surfaces in delta (navigation
+        #: properties are not supported in delta, says the overview)
+        self.link_changes_in_delta = True
+        #: PATCH refuses a text body ("only HTML type is supported" on update)
+        self.update_body_html_only = False
         self.log: list[dict[str, Any]] = []
         self.hooks: list[Hook] = []
         self._throttle: list[tuple[int, float, int, Callable[[str, str], bool]]] = []
@@ -230,11 +245,23 @@ class FakeGraph:
         lst = self.list_named(upn, name)
         return json.dumps(self._task_json(lst.tasks[task_id], None, expand=True)).encode()
 
-    def _touch(self, lst: TaskList, task: Task) -> None:
+    def _touch(self, lst: TaskList, task: Task, keys: Any = ()) -> None:
         lst.seq += 1
         task.seq = lst.seq
         task.version += 1
         task.modified = datetime.now(UTC)
+        keys = set(keys)
+        if "status" in keys:
+            keys.add("completedDateTime")  # set or cleared along with the status
+        for key in keys:
+            task.changed[key] = lst.seq
+        task.changed["lastModifiedDateTime"] = lst.seq
+
+    def _touch_links(self, lst: TaskList, task: Task) -> None:
+        """A linked resource was written: the task moves in delta, unless the mode
+        says navigation properties stay out of it (then nothing on the task moves)."""
+        if self.link_changes_in_delta:
+            self._touch(lst, task, ("linkedResources",))
 
     def add_task(self, upn: str, props: dict[str, Any], name: str | None = None) -> Task:
         """A task created by the To Do app (no kit-sync link unless given)."""
@@ -251,7 +278,15 @@ class FakeGraph:
             lst = self.list_named(upn, name)
             task = lst.tasks[task_id]
             self._apply(task, props)
-            self._touch(lst, task)
+            self._touch(lst, task, props)
+
+    def app_remove_link(self, upn: str, task_id: str, name: str | None = None) -> None:
+        """A client removes kit-sync's linked resource from the task."""
+        with self.lock:
+            lst = self.list_named(upn, name)
+            task = lst.tasks[task_id]
+            task.links = [x for x in task.links if x.get("applicationName") != "kit-sync"]
+            self._touch_links(lst, task)
 
     def app_complete(
         self, upn: str, task_id: str, local: datetime, name: str | None = None
@@ -299,7 +334,8 @@ class FakeGraph:
         for link in body.get("linkedResources") or []:
             task.links.append(self._new_link(link))
         lst.tasks[task.id] = task
-        self._touch(lst, task)
+        self._touch(lst, task, [*task.props, "linkedResources"])
+        task.created_seq = task.seq
         return task
 
     def _new_link(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -687,7 +723,7 @@ class FakeGraph:
             if method == "GET":
                 return Response(200, self._task_json(task, zone, expand=expand))
             match = headers.get("if-match")
-            if match and match not in ("*", task.etag):
+            if match and self.honour_if_match and match not in ("*", task.etag):
                 return _err(
                     412,
                     "PreconditionFailed",
@@ -695,9 +731,16 @@ class FakeGraph:
                     "version of the task.",
                 )
             if method == "PATCH":
+                note = (body or {}).get("body")
+                if (
+                    self.update_body_html_only
+                    and isinstance(note, dict)
+                    and str(note.get("contentType", "text")).lower() != "html"
+                ):
+                    raise BadRequest("Only HTML type is supported for the body on update")
                 if body:
                     self._apply(task, body)
-                    self._touch(lst, task)
+                    self._touch(lst, task, body)
                 return Response(200, self._task_json(task, zone, expand=False))
             if method == "DELETE":
                 self._delete(lst, task)
@@ -712,7 +755,7 @@ class FakeGraph:
             if method == "POST":
                 link = self._new_link(body or {})
                 task.links.append(link)
-                self._touch(lst, task)
+                self._touch_links(lst, task)
                 return Response(201, copy.deepcopy(link))
             return _err(405, "BadRequest", "Method not allowed")
         found_link = next((x for x in task.links if x["id"] == rest[0]), None)
@@ -727,13 +770,22 @@ class FakeGraph:
                     raise BadRequest(f"Invalid property '{key}' for linkedResource")
                 link[key] = value
             # The link is part of the task item: the task's version moves.
-            self._touch(lst, task)
+            self._touch_links(lst, task)
             return Response(200, copy.deepcopy(link))
         if method == "DELETE":
             task.links.remove(link)
-            self._touch(lst, task)
+            self._touch_links(lst, task)
             return Response(204)
         return _err(405, "BadRequest", "Method not allowed")
+
+    def _partial(self, task: Task, full: dict[str, Any], since: int) -> dict[str, Any]:
+        """The task as a partial delta item: its id and etag, and only the properties
+        changed since the token (null for one that was cleared)."""
+        out: dict[str, Any] = {"@odata.etag": full["@odata.etag"], "id": task.id}
+        for key, seq in task.changed.items():
+            if seq > since and (key != "linkedResources" or "linkedResources" in full):
+                out[key] = full.get(key)
+        return out
 
     def _list_json(self, lst: TaskList) -> dict[str, Any]:
         return {
@@ -811,7 +863,10 @@ class FakeGraph:
         changes: list[tuple[int, dict[str, Any]]] = []
         for task in lst.tasks.values():
             if cursor < task.seq <= upto:
-                changes.append((task.seq, self._task_json(task, zone, expand=expand)))
+                shown = self._task_json(task, zone, expand=expand)
+                if self.delta_partial and not state.get("i") and task.created_seq <= since:
+                    shown = self._partial(task, shown, since)
+                changes.append((task.seq, shown))
         if not state.get("i"):
             for tid, seq in lst.removed.items():
                 if cursor < seq <= upto:

@@ -35,7 +35,7 @@ import logging
 import ssl
 import time
 from collections.abc import Callable, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
@@ -48,6 +48,7 @@ from kit_sync.backends.base import (
     Backend,
     BackendError,
     BackendUnavailable,
+    Conflict,
     ItemRejected,
     NotFound,
 )
@@ -58,7 +59,10 @@ from kit_sync.backends.graph.items import (
     due_of,
     encode_link,
     find_link,
+    html_note,
     importance_of,
+    is_partial,
+    merge_partial,
     parse_dtz,
     to_dtz,
     zone_name_for_graph,
@@ -92,6 +96,19 @@ from kit_sync.model import (
 from kit_sync.state import State
 
 log = logging.getLogger("kit_sync")
+
+
+def parse_dtz_utc(value: Any) -> datetime | None:
+    """lastModifiedDateTime as an instant (Graph writes it with 7 fractional digits)."""
+    try:
+        return datetime.fromisoformat(str(value).rstrip("Z")[:26]).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+#: Delta does not report changes to navigation properties (the linked resources that
+#: hold kit-sync's marker), so the whole list is read again this often.
+RELIST_EVERY = timedelta(days=1)
 
 
 # --- the backend -----------------------------------------------------------------
@@ -143,6 +160,7 @@ class GraphBackend(Backend):
         self._tasks: dict[str, dict[str, Any]] = {}  # kit-owned tasks by Graph id
         self._pending: dict[str, dict[str, Any]] = {}  # half-done link writes by task id
         self._synced = False  # the mirror was brought up to date in this process
+        self._listed_at: datetime | None = None  # the last full listing
         self._budget = float(config.max_retry_wait)
         #: Requests sent to Graph (each $batch counts once), for benchmarks and logs.
         self.requests = 0
@@ -159,6 +177,11 @@ class GraphBackend(Backend):
         stored = state.tokens(prefix)
         self._list_id = stored.get(prefix + "list")
         self._delta = stored.get(prefix + "delta")
+        try:
+            listed = stored.get(prefix + "listed")
+            self._listed_at = datetime.fromisoformat(listed) if listed else None
+        except ValueError:
+            self._listed_at = None
         for key, value in stored.items():
             try:
                 if key.startswith(prefix + "t:"):
@@ -193,6 +216,7 @@ class GraphBackend(Backend):
                 self._put(f"p:{tid}", None)
             self._put("delta", self._delta)
             self._put("list", self._list_id)
+            self._put("listed", self._listed_at.isoformat() if self._listed_at else None)
 
     def _set_pending(self, tid: str, record: dict[str, Any] | None) -> None:
         if record is None:
@@ -438,6 +462,18 @@ class GraphBackend(Backend):
     def _sync(self) -> None:
         """One delta round: every change since the stored deltaLink, applied to the mirror."""
         start = f"{self._tasks_url()}/delta?$expand=linkedResources"
+        now = self._clock()
+        if self._delta is not None and self._listed_at is None:
+            self._listed_at = now  # (a state from before this was kept: count from now)
+        if (
+            self._delta is not None
+            and self._listed_at is not None
+            and now - self._listed_at >= RELIST_EVERY
+        ):
+            # A change to a linked resource alone (a client removing or editing
+            # kit-sync's link) need not show in delta: once a day, read everything.
+            log.info("reading the whole To Do list again (the daily check of the links)")
+            self._delta = None
         url = self._delta or start
         full = self._delta is None
         items: list[dict[str, Any]] = []
@@ -492,6 +528,13 @@ class GraphBackend(Backend):
                 unknown = [u for u in unknown if u != tid]
                 continue
             known = before.get(tid)
+            if is_partial(item):
+                # Only the changed properties came: merged into what we hold; a task
+                # we hold nothing of is read whole.
+                if known is None:
+                    unknown.append(tid)
+                    continue
+                item = merge_partial(known, item)
             if "linkedResources" not in item:
                 # The server did not expand linkedResources in the delta: what we
                 # knew still holds; a task never seen must be looked at.
@@ -524,6 +567,8 @@ class GraphBackend(Backend):
         self._tasks = now
         self._delta = delta
         self._synced = True
+        if full:
+            self._listed_at = self._clock()
         self._persist(changed, removed, full=full)
         if changed or removed:
             log.debug("delta: %d changed, %d removed kit-sync task(s)", len(changed), len(removed))
@@ -608,10 +653,18 @@ class GraphBackend(Backend):
         hh, mm = (int(x) for x in (at or "00:00").split(":"))
         return to_dtz(datetime.combine(day, dtime(hh, mm)), self.tz)
 
-    def _content(self, content: TaskContent) -> dict[str, Any]:
+    def _content(self, content: TaskContent, *, update: bool = False) -> dict[str, Any]:
+        # Creates send the note as text (as the To Do apps do); the todoTask update
+        # page says only HTML bodies are supported on PATCH, so updates send it as
+        # escaped HTML. Either reads back as the same text (items.note_text).
+        note = (
+            html_note(content.description)
+            if update
+            else {"content": content.description, "contentType": "text"}
+        )
         return {
             "title": content.summary,
-            "body": {"content": content.description, "contentType": "text"},
+            "body": note,
             "categories": list(content.categories),
             "importance": importance_of(content.priority),
         }
@@ -746,7 +799,7 @@ class GraphBackend(Backend):
     ) -> dict[str, Any]:
         patch: dict[str, Any] = {}
         if change.content is not None:
-            patch.update(self._content(change.content))
+            patch.update(self._content(change.content, update=True))
         if change.due is not None:
             patch["dueDateTime"] = self._local(change.due)
         due = change.due or task.due
@@ -789,16 +842,25 @@ class GraphBackend(Backend):
         link_patch = {k: v for k, v in new_link.items() if link.get(k) != v}
         url = self._task_url(task.href)
         what = f"task {task.href} ({task.contact_id})"
+        if not link_patch and not patch:
+            return self._task_or_reject(raw)
+        # Request "0" reads the task just before the write, in the same $batch: if
+        # it changed since it was planned and the service did not refuse the PATCH
+        # (To Do does not document If-Match), the write is undone from that copy.
+        requests: list[dict[str, Any]] = [self._pre_read(url)]
         if not link_patch:
-            if not patch:
-                return self._task_or_reject(raw)
-            resp = self._send("PATCH", url, body=patch, headers={"If-Match": task.etag})
-            data = _json(resp)
-            if not _ok(resp.status_code):
-                raise _error(resp.status_code, data, what, resp.headers)
+            requests.append(self._patch_request(url, patch, task.etag))
+            answers = self._batch(requests, safe=True)
+            self._check_unchanged(answers, raw, task, url, patch, None, None)
+            first = answers["1"]
+            if not _ok(int(first.get("status") or 0)):
+                raise _error(
+                    int(first.get("status") or 0), first.get("body"), what, first.get("headers")
+                )
+            data = first.get("body")
             return self._store(data if isinstance(data, dict) else {"id": task.href})
-        # The link is a sub-resource: a second request. All three go in one $batch,
-        # in order (dependsOn), so the task is patched only if unchanged (If-Match)
+        # The link is a sub-resource: a second request. All go in one $batch, in
+        # order (dependsOn), so the task is patched only if unchanged (If-Match)
         # and read back with its new etag. Should the link write fail after the task
         # write, a pending record lets the next listing finish it (roll forward).
         if patch and ("dueDateTime" in patch or "status" in patch):
@@ -811,14 +873,8 @@ class GraphBackend(Backend):
                     "status": patch.get("status"),
                 },
             )
-        requests: list[dict[str, Any]] = [
-            {
-                "id": "1",
-                "method": "PATCH",
-                "url": url,
-                "headers": {"Content-Type": "application/json", "If-Match": task.etag},
-                "body": patch,
-            },
+        requests += [
+            self._patch_request(url, patch, task.etag),
             self._link_request(url, link, link_patch, new_link, depends="1"),
             {
                 "id": "3",
@@ -828,6 +884,7 @@ class GraphBackend(Backend):
             },
         ]
         answers = self._batch(requests, safe=True)
+        self._check_unchanged(answers, raw, task, url, patch, link, link_patch)
         first = answers["1"]
         if not _ok(int(first.get("status") or 0)):
             self._set_pending(task.href, None)
@@ -854,6 +911,86 @@ class GraphBackend(Backend):
             return self._store(third["body"])
         fresh = self._call("GET", f"{url}?$expand=linkedResources", what)
         return self._store(fresh)
+
+    def _pre_read(self, url: str) -> dict[str, Any]:
+        return {"id": "0", "method": "GET", "url": url, "headers": self._headers()}
+
+    def _patch_request(self, url: str, patch: dict[str, Any], etag: str) -> dict[str, Any]:
+        return {
+            "id": "1",
+            "method": "PATCH",
+            "url": url,
+            "headers": {"Content-Type": "application/json", "If-Match": etag},
+            "body": patch,
+            "dependsOn": ["0"],
+        }
+
+    @staticmethod
+    def _moved(current: Any, raw: dict[str, Any], task: KitTask) -> bool:
+        """Did the task change since `task` was planned? By its etag, and by
+        lastModifiedDateTime where both copies have one."""
+        if not isinstance(current, dict):
+            return False
+        etag = current.get("@odata.etag")
+        if etag and task.etag and etag != task.etag:
+            return True
+        planned, now = raw.get("lastModifiedDateTime"), current.get("lastModifiedDateTime")
+        return bool(planned and now and parse_dtz_utc(planned) != parse_dtz_utc(now))
+
+    def _check_unchanged(
+        self,
+        answers: dict[str, dict[str, Any]],
+        raw: dict[str, Any],
+        task: KitTask,
+        url: str,
+        patch: dict[str, Any],
+        link: dict[str, Any] | None,
+        link_patch: dict[str, Any] | None,
+    ) -> None:
+        """Conflict when the pre-read ("0") shows the task changed since it was
+        planned. The usual answer to that is a 412 on the PATCH; if the PATCH went
+        through anyway, the service ignored If-Match: put back what it overwrote."""
+        pre = answers.get("0") or {}
+        if not _ok(int(pre.get("status") or 0)) or not self._moved(pre.get("body"), raw, task):
+            return
+        what = f"task {task.href} ({task.contact_id})"
+        if not _ok(int(answers.get("1", {}).get("status") or 0)):
+            return  # refused (412): the caller raises the Conflict
+        before = pre["body"]
+        restore: list[dict[str, Any]] = [
+            {
+                "id": "1",
+                "method": "PATCH",
+                "url": url,
+                "headers": {"Content-Type": "application/json"},
+                "body": {k: before.get(k) for k in patch},
+            }
+        ]
+        link_written = _ok(int(answers.get("2", {}).get("status") or 0))
+        if link is not None and link_patch and link.get("id") and link_written:
+            lid = quote(str(link["id"]), safe="=")
+            restore.append(
+                {
+                    "id": "2",
+                    "method": "PATCH",
+                    "url": f"{url}/linkedResources/{lid}",
+                    "headers": {"Content-Type": "application/json"},
+                    "body": {k: link.get(k) for k in link_patch},
+                }
+            )
+        self._set_pending(task.href, None)
+        log.warning(
+            "%s changed on another device while kit-sync wrote to it, and Microsoft Graph "
+            "did not refuse the write (If-Match); kit-sync put the other device's version "
+            "back and plans again",
+            what,
+        )
+        try:
+            self._batch(restore, safe=True)
+        finally:
+            self._tasks.pop(task.href, None)  # the next delta round brings it whole
+            self._persist(set(), {task.href})
+        raise Conflict(f"{what} changed on the server since it was read")
 
     def _link_request(
         self,
@@ -925,6 +1062,11 @@ class GraphBackend(Backend):
 
     def delete_task(self, task: KitTask) -> None:
         url = self._task_url(task.href)
+        # Read first: a delete the service carries out despite a stale If-Match
+        # cannot be undone, so a task that changed since it was planned is left alone.
+        current = self._call("GET", url, f"task {task.href} ({task.contact_id})")
+        if self._moved(current, self._tasks.get(task.href) or {}, task):
+            raise Conflict(f"task {task.href} ({task.contact_id}) changed since it was read")
         resp = self._send("DELETE", url, headers={"If-Match": task.etag})
         if not _ok(resp.status_code):
             raise _error(

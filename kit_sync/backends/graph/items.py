@@ -6,6 +6,7 @@ cache. No network.
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import UTC, date, datetime
 from datetime import time as dtime
@@ -226,6 +227,7 @@ _KEEP = (
     "isReminderOn",
     "recurrence",
     "createdDateTime",
+    "lastModifiedDateTime",
     "_detached",  # ours, not Graph's: our link is known here but gone on the server
 )
 
@@ -235,3 +237,48 @@ def compact(raw: dict[str, Any]) -> dict[str, Any]:
     link = find_link(raw)
     out["linkedResources"] = [link] if link else []
     return out
+
+
+#: Properties Graph always sends on a whole todoTask (none of them nullable). An item
+#: from a delta round without one of them is partial: "at least the properties that
+#: have been updated" (the delta query overview).
+WHOLE_TASK_KEYS = ("title", "status", "importance", "createdDateTime")
+
+
+def is_partial(item: dict[str, Any]) -> bool:
+    return any(k not in item for k in WHOLE_TASK_KEYS)
+
+
+def merge_partial(known: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+    """A partial delta item applied to the stored copy: properties it carries win, a
+    null clears, everything it leaves out is unchanged."""
+    merged = dict(known)
+    for key, value in item.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+def html_note(text: str) -> dict[str, str]:
+    """A plain-text note as the HTML body Graph's update accepts ("only HTML type is
+    supported" on PATCH): escaped, one line per line."""
+    lines = [html.escape(line, quote=False) for line in text.split("\n")]
+    return {"content": "<br>\n".join(lines), "contentType": "html"}
+
+
+def note_text(body: Any) -> str:
+    """The note as plain text, whichever way Graph hands it back (text, or HTML as
+    written by an update or by Outlook)."""
+    if not isinstance(body, dict):
+        return ""
+    content = str(body.get("content") or "")
+    if str(body.get("contentType") or "text").lower() != "html":
+        return content
+    inner = re.search(r"<body[^>]*>(.*)</body>", content, re.S | re.I)
+    content = inner.group(1) if inner else content
+    content = re.sub(r"<br\s*/?>\r?\n?", "\n", content, flags=re.I)
+    content = re.sub(r"</p\s*>\s*<p[^>]*>", "\n", content, flags=re.I)
+    content = re.sub(r"<[^>]+>", "", content)
+    return html.unescape(content).strip("\n")
