@@ -14,17 +14,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from contract import new_task
 from graph_server import FakeMicrosoft
 from graph_server.fixtures import fresh, mailbox, ms  # noqa: F401
 from graph_server.world import GraphWorld
 from test_graph_contract import TestGraphContract, app_tokens  # noqa: F401
 
+from kit_sync.backends.base import Conflict
 from kit_sync.backends.graph import GraphBackend, find_link
 from kit_sync.backends.graph.items import note_text
 from kit_sync.backends.graph_auth import AppTokens
+from kit_sync.config import GraphConfig
 from kit_sync.model import KitTask, TaskChange
 
 pytestmark = pytest.mark.integration
@@ -112,6 +116,30 @@ class TestContractIgnoringIfMatch(TestGraphContract):
     @pytest.fixture(autouse=True)
     def _ignore(self, fresh: FakeMicrosoft) -> None:  # noqa: F811
         fresh.graph.honour_if_match = False
+
+    def test_a_second_client_sees_changes_through_its_delta_link(
+        self,
+        backend: Any,
+        fresh: FakeMicrosoft,  # noqa: F811
+        mailbox: str,  # noqa: F811
+        tz: ZoneInfo,
+        app_tokens: AppTokens,  # noqa: F811
+    ) -> None:
+        """As in the contract, except for the etag: the stale write went through and
+        was undone, so the task is at a newer version holding the other client's due."""
+        config = GraphConfig.model_validate(fresh.backend_config("secret", user=mailbox))
+        other = GraphBackend(config, tz, tokens=app_tokens)
+        try:
+            assert other.fetch_listing().tasks == []
+            made = backend.create_task(new_task())
+            [seen] = other.fetch_listing().tasks
+            moved = other.update_task(seen, TaskChange(due=date(2027, 2, 2)))
+            with pytest.raises(Conflict):
+                backend.update_task(made, TaskChange(due=date(2027, 3, 3)))
+            [again] = backend.fetch_listing().tasks
+            assert again.due == date(2027, 2, 2) and again.meta == moved.meta
+        finally:
+            other.close()
 
 
 def test_phone_snooze_meanwhile_wins_when_if_match_is_ignored(
