@@ -940,6 +940,21 @@ class Trips(Strict):
         return tuple(t.trip() for t in self.list)
 
 
+class CalendarCaldav(Strict):
+    """A CalDAV calendar collection the feed's events are mirrored into."""
+
+    url: str = Field(min_length=1)
+    """The calendar collection's URL (a calendar for events, not the task list)."""
+    username: str | None = None
+    """Login name on the CalDAV server."""
+    password: SecretField | None = None
+    """Password: a string, ${ENV}, {env: NAME}, {file: PATH} or {command: [...]}."""
+    verify: bool | str = True
+    """TLS verification: true, false, or the path of a CA bundle."""
+    timeout: float = Field(30.0, gt=0)
+    """Seconds before the server counts as unreachable."""
+
+
 class CalendarFeed(Strict):
     path: Path | None = None
     """An .ics file kept with one all-day event per open task (subscribe to it)."""
@@ -949,6 +964,14 @@ class CalendarFeed(Strict):
     """The calendar's name in calendar apps."""
     refresh: DurationField = timedelta(hours=1)
     """How often subscribers should fetch it again."""
+    caldav: CalendarCaldav | None = None
+    """Also keep the events in this CalDAV calendar (conditional writes, as for tasks)."""
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> CalendarFeed:
+        if self.path is None and self.caldav is None:
+            raise ValueError("calendar needs a path (an .ics file), a caldav calendar, or both")
+        return self
 
     _resolve = field_validator("path")(
         lambda v, info: None if v is None else _resolve_path(v, info)

@@ -505,14 +505,20 @@ class Engine:
     def _published(self) -> bool:
         """False when the calendar feed is configured but its file is missing."""
         feed = self.config.calendar
-        return feed is None or feed.path is None or feed.path.exists()
+        if feed is None:
+            return True
+        if feed.caldav is not None and self.state.get_meta("calendar.mirrored") is None:
+            return False
+        return feed.path is None or feed.path.exists()
 
     def _publish(self, tasks: Any, plan: Plan, now: datetime) -> None:
-        """Rewrite the calendar feed when its events changed (atomically)."""
+        """The calendar feed: rewrite the .ics file when its events changed
+        (atomically), and mirror them into the CalDAV calendar when configured. A
+        view: failing to publish it never fails the sync (it is retried next cycle)."""
         feed = self.config.calendar
-        if feed is None or feed.path is None:
+        if feed is None:
             return
-        from kit_sync.feed import feed_events, render_feed, write_feed
+        from kit_sync.feed import feed_events, fingerprint, render_feed, write_feed
 
         events = feed_events(
             tasks,
@@ -521,13 +527,38 @@ class Engine:
             self.config.birthdays.settings(),
             self.config.task.wording(),
         )
-        data = render_feed(events, name=feed.name, refresh=feed.refresh, now=now)
-        try:
-            if write_feed(feed.path, data):
-                log.info("calendar feed: %d event(s) in %s", len(events), feed.path)
-        except OSError as exc:
-            # The feed is a view: failing to write it never fails the sync.
-            log.warning("could not write the calendar feed %s: %s", feed.path, exc)
+        if feed.path is not None:
+            data = render_feed(events, name=feed.name, refresh=feed.refresh, now=now)
+            try:
+                if write_feed(feed.path, data):
+                    log.info("calendar feed: %d event(s) in %s", len(events), feed.path)
+            except OSError as exc:
+                log.warning("could not write the calendar feed %s: %s", feed.path, exc)
+        if feed.caldav is not None:
+            mark = f"{feed.caldav.url}|{fingerprint(events)}"
+            if self.state.get_meta("calendar.mirrored") == mark:
+                return
+            from kit_sync.feed_caldav import CalendarMirror, MirrorError
+
+            mirror = CalendarMirror(feed.caldav)
+            try:
+                done = mirror.publish(events, now)
+            except MirrorError as exc:
+                log.warning("calendar mirror: %s; tried again at the next sync", exc)
+                return
+            finally:
+                mirror.close()
+            for line in done.conflicts:
+                log.warning("calendar mirror: %s", line)
+            if done.created or done.updated or done.deleted:
+                log.info(
+                    "calendar mirror: %d created, %d updated, %d removed",
+                    done.created,
+                    done.updated,
+                    done.deleted,
+                )
+            if not done.conflicts:
+                self.state.set_meta("calendar.mirrored", mark)
 
     def _remember(self, tasks: Any, inputs: Inputs) -> None:
         seen = []

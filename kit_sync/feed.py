@@ -68,6 +68,16 @@ def feed_events(
     return events
 
 
+def fingerprint(events: Iterable[FeedEvent]) -> str:
+    """What the events say (not when they were rendered): equal events, equal print."""
+    h = hashlib.sha256()
+    for ev in sorted(events, key=lambda e: e.key):
+        for part in (ev.key, ev.day.isoformat(), ev.summary, ev.description):
+            h.update(part.encode())
+            h.update(b"\x00")
+    return h.hexdigest()[:24]
+
+
 def _duration(td: timedelta) -> str:
     seconds = max(60, int(td.total_seconds()))
     hours, rest = divmod(seconds, 3600)

@@ -37,7 +37,7 @@ MKCALENDAR = """<?xml version="1.0" encoding="utf-8"?>
 <C:mkcalendar xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">
   <D:set><D:prop>
     <D:displayname>{name}</D:displayname>
-    <C:supported-calendar-component-set><C:comp name="VTODO"/></C:supported-calendar-component-set>
+    <C:supported-calendar-component-set><C:comp name="{component}"/></C:supported-calendar-component-set>
   </D:prop></D:set>
 </C:mkcalendar>"""
 
@@ -147,15 +147,19 @@ class DavServer:
         """Where a new task list goes: the user's home (`owner` matters on Cyrus)."""
         return self.home
 
-    def new_collection(self, name: str | None = None, owner: str | None = None) -> str:
-        """A fresh, empty VTODO task list; returns its URL."""
+    def new_collection(
+        self, name: str | None = None, owner: str | None = None, component: str = "VTODO"
+    ) -> str:
+        """A fresh, empty VTODO task list (or a calendar of `component`); returns its URL."""
         slug = uuid.uuid4().hex[:12]
         url = urljoin(self.root, self.home_of(owner) + slug + "/")
         with self.http(url) as http:
             r = http.request(
                 "MKCALENDAR",
                 url,
-                content=MKCALENDAR.format(name=name or f"tasks {slug}").encode(),
+                content=MKCALENDAR.format(
+                    name=name or f"tasks {slug}", component=component
+                ).encode(),
                 headers={"Content-Type": "application/xml; charset=utf-8"},
             )
             assert r.status_code in (200, 201), (r.status_code, r.text)
