@@ -37,7 +37,9 @@ MKCALENDAR = """<?xml version="1.0" encoding="utf-8"?>
 <C:mkcalendar xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">
   <D:set><D:prop>
     <D:displayname>{name}</D:displayname>
-    <C:supported-calendar-component-set><C:comp name="{component}"/></C:supported-calendar-component-set>
+    <C:supported-calendar-component-set>
+      <C:comp name="{component}"/>
+    </C:supported-calendar-component-set>
   </D:prop></D:set>
 </C:mkcalendar>"""
 
