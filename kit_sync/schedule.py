@@ -10,6 +10,7 @@ are never moved to make room (as Anki's load balancer does).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections import Counter
@@ -60,6 +61,7 @@ class Request:
 Week = tuple[int, int]  # ISO (year, week)
 
 
+@functools.lru_cache(maxsize=4096)
 def week_of(day: date) -> Week:
     iso = day.isocalendar()
     return iso.year, iso.week
@@ -103,10 +105,11 @@ def window(request: Request, policy: Policy, *, from_today: bool = True) -> list
     if from_today:
         lo = max(lo, min(request.today, request.nominal))
     hi = max(request.nominal + f, lo)
+    first, easy = lo.toordinal(), policy.easy_days
     days = [
-        lo + timedelta(days=i)
-        for i in range((hi - lo).days + 1)
-        if (lo + timedelta(days=i)).weekday() not in policy.easy_days
+        date.fromordinal(n)
+        for n in range(first, hi.toordinal() + 1)
+        if (n - 1) % 7 not in easy  # date.fromordinal(1) is a Monday
     ]
     if days:
         return days
@@ -147,15 +150,16 @@ def place(request: Request, load: Load, policy: Policy) -> Placed:
 
     Does not add the day to `load`: the caller does (see `place_all`)."""
     days = window(request, policy)
-    best = min(
-        days,
-        key=lambda d: (
-            load.week(d),
-            load.days[d],
-            abs((d - request.nominal).days),
-            _tiebreak(request.key, d),
-        ),
-    )
+
+    def rank(d: date) -> tuple[int, int, int]:
+        return load.week(d), load.days[d], abs((d - request.nominal).days)
+
+    ranks = [rank(d) for d in days]
+    top = min(ranks)
+    ties = [d for d, r in zip(days, ranks, strict=True) if r == top]
+    # At most two days tie (one before, one after the nominal): a per-contact hash
+    # picks, so the same contact always goes the same way.
+    best = ties[0] if len(ties) == 1 else min(ties, key=lambda d: _tiebreak(request.key, d))
     full = policy.capacity is not None and load.week(best) >= policy.capacity
     return Placed(best, full)
 
