@@ -61,7 +61,7 @@ def loads(draw: Any, around: date) -> Load:
     return Load.of(around + timedelta(days=o) for o in offsets)
 
 
-@settings(max_examples=300)
+@settings(max_examples=150)
 @given(st.data())
 def test_placed_day_keeps_every_promise(data: Any) -> None:
     request = data.draw(requests())
@@ -406,3 +406,33 @@ def test_overload_warning_names_the_weeks() -> None:
     )
     assert overload_warning(dues, today, Policy(capacity=3)) is None
     assert overload_warning(dues, today, Policy()) is None
+
+
+def test_a_backend_that_regenerates_itself_gets_the_placed_date_once(tmp_path: Path) -> None:
+    """Exchange moves its regenerating task itself (in UTC): the engine then writes
+    the placed date, once, and leaves it there."""
+    from kit_sync.model import Status, TaskChange
+    from tests.test_engine_regenerating import engine_for
+
+    data = _roster_config(1, "3 weeks", EVEN)
+    data["timezone"] = "Pacific/Auckland"
+    world = World(tmp_path, data)
+
+    def run(fn: Any = None) -> Any:
+        engine = engine_for(world)
+        try:
+            return fn(engine) if fn else engine.run_cycle()
+        finally:
+            engine.state.close()
+
+    run()
+    master = world.the_open("p00")
+    world.at(datetime(2026, 12, 4, 19, 30, tzinfo=UTC))  # Sat 5 Dec, 08:30 in Auckland
+    run(lambda e: e.backend.update_task(master, TaskChange(status=Status.COMPLETED)))
+    run()
+    placed = world.the_open("p00")
+    assert placed.uid == master.uid
+    assert placed.due is not None and placed.due.weekday() < 5
+    assert abs((placed.due - date(2026, 12, 26)).days) <= 3  # Sat 5 Dec + 3 weeks ± 3
+    assert run().plan.actions == []
+    assert world.the_open("p00").due == placed.due
