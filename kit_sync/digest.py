@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from kit_sync.model import Touch
+from kit_sync.occasions import Trip, next_birthday
 from kit_sync.overview import LoadReport, Person, Snapshot, load_chart, touch_how, weekly_load
 from kit_sync.schedule import WEEKDAYS, parse_weekday
 
@@ -23,21 +24,11 @@ if TYPE_CHECKING:
 
 #: Birthdays this many days ahead are listed.
 BIRTHDAYS_AHEAD = 14
+#: Trips starting within this many days are listed (and those under way).
+TRIPS_AHEAD = 28
 #: State keys: the period whose digest the daemon sent, and when any digest was sent.
 PERIOD_KEY = "digest.period"
 SENT_KEY = "digest.sent_on"
-
-
-def next_birthday(born: date, today: date) -> date:
-    """The next birthday on or after `today`; 29 February is 28 February in other years."""
-    for year in (today.year, today.year + 1):
-        try:
-            day = born.replace(year=year)
-        except ValueError:
-            day = date(year, 2, 28)
-        if day >= today:
-            return day
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 @dataclass(frozen=True)
@@ -50,6 +41,7 @@ class Digest:
     added: list[Person]
     load: LoadReport
     birthdays: list[tuple[Person, date]]
+    trips: list[tuple[Trip, list[Person]]]  # under way or starting soon, who is there
 
     @property
     def overdue_count(self) -> int:
@@ -98,10 +90,25 @@ class Digest:
                 {"id": p.contact.id, "name": p.contact.name, "day": d.isoformat()}
                 for p, d in self.birthdays
             ],
+            "trips": [
+                {
+                    "city": t.city,
+                    "from": t.start.isoformat(),
+                    "to": t.end.isoformat(),
+                    "people": [p.contact.id for p in people],
+                }
+                for t, people in self.trips
+            ],
         }
 
 
-def build_digest(snapshot: Snapshot, *, since: date | None = None, weeks: int = 4) -> Digest:
+def build_digest(
+    snapshot: Snapshot,
+    *,
+    since: date | None = None,
+    weeks: int = 4,
+    trips: tuple[Trip, ...] = (),
+) -> Digest:
     today = snapshot.today
     sunday = today + timedelta(days=6 - today.weekday())
     since = since if since is not None else today - timedelta(days=7)
@@ -135,6 +142,12 @@ def build_digest(snapshot: Snapshot, *, since: date | None = None, weeks: int = 
         key=lambda pd: (pd[1], pd[0].contact.name),
     )
     ahead = today + timedelta(days=BIRTHDAYS_AHEAD)
+    soon = today + timedelta(days=TRIPS_AHEAD)
+    coming = [
+        (trip, [p for p in snapshot.active if trip.matches(p.contact.city)])
+        for trip in sorted(trips, key=lambda t: (t.start, t.city))
+        if trip.end >= today and trip.start <= soon
+    ]
     return Digest(
         today,
         since,
@@ -144,6 +157,7 @@ def build_digest(snapshot: Snapshot, *, since: date | None = None, weeks: int = 
         added,
         weekly_load(snapshot, weeks),
         [(p, d) for p, d in birthdays if d <= ahead],
+        coming,
     )
 
 
@@ -185,6 +199,12 @@ def _sections(d: Digest) -> list[tuple[str, list[str]]]:
                 [f"{p.contact.name} — {day:%a %d %b}" for p, day in d.birthdays],
             )
         )
+    if d.trips:
+        lines = []
+        for trip, people in d.trips:
+            who = ", ".join(p.contact.name for p in people) or "nobody on the roster there"
+            lines.append(f"{trip.label().removeprefix('in ')}: {who}")
+        sections.append(("Trips coming up", lines))
     return sections
 
 
@@ -252,7 +272,8 @@ def digest_for(engine: Engine, weeks: int = 4) -> Digest:
 
     raw = engine.state.get_meta(SENT_KEY)
     since = date.fromisoformat(raw) if raw else None
-    return build_digest(fetch_snapshot(engine), since=since, weeks=weeks)
+    trips = engine.config.trips.trips()
+    return build_digest(fetch_snapshot(engine), since=since, weeks=weeks, trips=trips)
 
 
 def send_digest(engine: Engine, options: DigestOptions) -> Digest:

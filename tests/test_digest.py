@@ -30,10 +30,10 @@ from kit_sync.digest import (
     digest_markdown,
     digest_text,
     last_slot,
-    next_birthday,
     send_digest_if_due,
 )
 from kit_sync.model import Touch
+from kit_sync.occasions import Trip, next_birthday
 from kit_sync.overview import fetch_snapshot
 from tests.kit import BASE_CONFIG, World
 from tests.servers import free_port, self_signed
@@ -86,7 +86,13 @@ def smtp() -> Iterator[tuple[Inbox, int]]:
 def _config(port: int, **smtp: Any) -> dict[str, Any]:
     data = copy.deepcopy(BASE_CONFIG)
     data["contacts"].append(
-        {"name": "Mei Tanaka", "email": "mei@example.jp", "tier": "core", "birthday": "1988-11-30"}
+        {
+            "name": "Mei Tanaka",
+            "email": "mei@example.jp",
+            "tier": "core",
+            "birthday": "1988-11-30",
+            "city": "Lisbon",
+        }
     )
     data["digest"] = {
         "every": "monday 08:00",
@@ -125,7 +131,11 @@ def test_the_digest_has_every_section(tmp_path: Path, smtp: tuple[Inbox, int]) -
     world = _world(tmp_path, smtp[1])
     world.at(datetime(2026, 11, 23, 7, 0, tzinfo=UTC))  # Monday 08:00 Berlin
     engine = world.engine()
-    digest = build_digest(fetch_snapshot(engine), since=date(2026, 11, 16))
+    trips = (
+        Trip("Lisbon", date(2026, 12, 10), date(2026, 12, 14)),
+        Trip("Oslo", date(2027, 6, 1), date(2027, 6, 5)),  # too far ahead to list
+    )
+    digest = build_digest(fetch_snapshot(engine), since=date(2026, 11, 16), trips=trips)
     engine.state.close()
     data = digest.as_dict()
     # Ann: touched Wed 18 Nov (3 weeks: due 9 Dec); Bob: touched 1 Sep (2 months:
@@ -151,9 +161,13 @@ def test_the_digest_has_every_section(tmp_path: Path, smtp: tuple[Inbox, int]) -
         {"id": "mei-example-jp", "name": "Mei Tanaka", "day": "2026-11-30"}
     ]
     assert len(data["load"]["weeks"]) == 4
+    assert data["trips"] == [
+        {"city": "Lisbon", "from": "2026-12-10", "to": "2026-12-14", "people": ["mei-example-jp"]}
+    ]
     text = digest_text(digest)
-    for section in (*SECTIONS, "Birthdays coming up"):
+    for section in (*SECTIONS, "Birthdays coming up", "Trips coming up"):
         assert section in text, text
+    assert "Lisbon 10–14 Dec: Mei Tanaka" in text
     assert 'Ann Lee on Wed 18 Nov — touch: "coffee"' in text
     page = digest_markdown(digest)
     assert page.startswith("# Weekly review — Monday 23 November 2026")
