@@ -114,6 +114,7 @@ class Engine:
         #: Wraps every backend call (the daemon's /metrics times them); None: not timed.
         self.timing = timing
         self._idle_signature: tuple[object, ...] | None = None
+        self._mirror_pending = False  # the calendar mirror failed: retry even when idle
         self._generation = 0
         backend.bind_state(state)
 
@@ -507,7 +508,9 @@ class Engine:
         feed = self.config.calendar
         if feed is None:
             return True
-        if feed.caldav is not None and self.state.get_meta("calendar.mirrored") is None:
+        if feed.caldav is not None and (
+            self._mirror_pending or self.state.get_meta("calendar.mirrored") is None
+        ):
             return False
         return feed.path is None or feed.path.exists()
 
@@ -545,6 +548,7 @@ class Engine:
                 done = mirror.publish(events, now)
             except MirrorError as exc:
                 log.warning("calendar mirror: %s; tried again at the next sync", exc)
+                self._mirror_pending = True
                 return
             finally:
                 mirror.close()
@@ -557,6 +561,7 @@ class Engine:
                     done.updated,
                     done.deleted,
                 )
+            self._mirror_pending = bool(done.conflicts)
             if not done.conflicts:
                 self.state.set_meta("calendar.mirrored", mark)
 

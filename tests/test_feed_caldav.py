@@ -199,3 +199,22 @@ def _kit_text(ev: FeedEvent) -> str:
     text = event_ics(ev, NOW).decode()
     assert HASH in text
     return text.replace("&", "&amp;").replace("<", "&lt;")
+
+
+def test_an_unreachable_calendar_never_fails_the_sync(
+    tmp_path: Path, server: DavServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    from servers import free_port
+
+    kit, cal = mirror_kit(tmp_path, server)
+    top = _top(kit)
+    good = dict(top["calendar"]["caldav"])
+    top["calendar"]["caldav"]["url"] = f"http://127.0.0.1:{free_port()}/cal/"
+    kit.write([dict(c) for c in BASE_CONTACTS], **top)
+    result = kit.sync()
+    assert result.ok and result.counts["created"] == 2
+    assert "calendar mirror" in caplog.text and "tried again at the next sync" in caplog.text
+    top["calendar"]["caldav"] = good
+    kit.write([dict(c) for c in BASE_CONTACTS], **top)
+    kit.sync()
+    assert set(cal.kit_events()) == {t.contact_id for t in kit.listing().tasks}
