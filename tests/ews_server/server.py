@@ -168,8 +168,12 @@ class EwsServer:
                     raise SoapFault(
                         "ErrorNonExistentMailbox", f"The SMTP address has no mailbox: {target}"
                     )
-                return Caller(login, target.lower(), set())
-        return Caller(login, mailbox, self.delegates.get(login, set()))
+                return Caller(login, target.lower(), set(), None)
+        zone = None
+        if header is not None:
+            definition = header.find(f"{t('TimeZoneContext')}/{t('TimeZoneDefinition')}")
+            zone = definition.get("Id") if definition is not None else None
+        return Caller(login, mailbox, self.delegates.get(login, set()), zone)
 
 
 def _handler_for(server: EwsServer) -> type[BaseHTTPRequestHandler]:

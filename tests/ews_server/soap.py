@@ -59,11 +59,34 @@ class SoapFault(Exception):
         self.values = values or {}
 
 
+#: The element order of a folder in a response (types.xsd: BaseFolderType, then
+#: FolderType's extension). A schema-validating client rejects any other order.
+FOLDER_ELEMENT_ORDER = (
+    "FolderId",
+    "ParentFolderId",
+    "FolderClass",
+    "DisplayName",
+    "TotalCount",
+    "ChildFolderCount",
+    "ExtendedProperty",
+    "ManagedFolderInformation",
+    "EffectiveRights",
+    "DistinguishedFolderId",
+    "PolicyTag",
+    "ArchiveTag",
+    "ReplicaList",
+    "PermissionSet",
+    "UnreadCount",
+)
+
+
 @dataclass
 class Caller:
     user: str  # who authenticated
     mailbox: str  # whose mailbox the request acts on (impersonated or own)
     delegated: set[str] = field(default_factory=set)  # other mailboxes the user may open
+    #: the request's TimeZoneContext (TimeZoneDefinition Id, a Windows zone name)
+    zone: str | None = None
 
 
 @dataclass
@@ -290,13 +313,14 @@ class Operations:
             "ChildFolderCount": elem("ChildFolderCount", str(len(self.store.children(f, False)))),
             "UnreadCount": elem("UnreadCount", "0") if tag == "Folder" else None,
         }
-        for name in ("ParentFolderId", "FolderClass", "DisplayName", "TotalCount",
-                     "ChildFolderCount", "UnreadCount"):  # fmt: skip
+        if f.distinguished:
+            values["DistinguishedFolderId"] = elem("DistinguishedFolderId", f.distinguished)
+        # types.xsd order: BaseFolderType's sequence (... ChildFolderCount, ...,
+        # DistinguishedFolderId, ...), then FolderType's own elements (UnreadCount).
+        for name in FOLDER_ELEMENT_ORDER:
             v = values.get(name)
             if name in fields and v is not None:
                 out.append(v)
-        if "DistinguishedFolderId" in fields and f.distinguished:
-            out.append(elem("DistinguishedFolderId", f.distinguished))
         return out
 
     # --- restrictions (FindItem, FindFolder) ------------------------------------------
@@ -553,7 +577,7 @@ class Operations:
                         uri = u[0]
                         value = u[1] if len(u) > 1 else None
                         changes.append((kind, uri, value))
-                    result = self.store.update_item(item, changes)
+                    result = self.store.update_item(item, changes, context_zone=caller.zone)
             except EwsError as exc:
                 msg = response_message("UpdateItem", exc)
                 etree.SubElement(msg, m("Items"))

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from dateutil.relativedelta import relativedelta
@@ -253,6 +254,15 @@ class Store:
         self.last_seq = 0
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self.corrupt: set[str] = set()  # item ids GetItem answers with ErrorCorruptData
+        # Behaviours Microsoft does not document, as modes (issue 16):
+        #: the completed copy of a regenerating task keeps the named (extended)
+        #: properties of the task; False: the copy comes without them
+        self.copy_named_properties = True
+        #: the day a completion through EWS/ActiveSync regenerates from, counted in
+        #: "utc", the mailbox's zone ("mailbox", see mailbox_zone) or the request's
+        #: TimeZoneContext ("context")
+        self.regenerate_in = "utc"
+        self.mailbox_zone: dict[str, ZoneInfo] = {}
 
     # --- ids ------------------------------------------------------------------------
 
@@ -413,8 +423,24 @@ class Store:
         item.set_text("PercentComplete", "100")
         item.set_text("CompleteDate", iso(stamp))
 
+    def regeneration_day(self, item: Item, context_zone: str | None = None) -> date:
+        """The day a completion made now regenerates from, as the mode says."""
+        now = self.now()
+        zone: Any = UTC
+        if self.regenerate_in == "mailbox":
+            mailbox = self.folder(item.folder_id).mailbox
+            zone = self.mailbox_zone.get(mailbox, UTC)
+        elif self.regenerate_in == "context" and context_zone:
+            from exchangelib.winzone import MS_TIMEZONE_TO_IANA_MAP
+
+            zone = ZoneInfo(MS_TIMEZONE_TO_IANA_MAP.get(context_zone, context_zone))
+        return now.astimezone(zone).date()
+
     def update_item(
-        self, item: Item, changes: list[tuple[str, etree._Element, etree._Element | None]]
+        self,
+        item: Item,
+        changes: list[tuple[str, etree._Element, etree._Element | None]],
+        context_zone: str | None = None,
     ) -> Item:
         """Apply (kind, field uri element, value element) changes; returns the item whose
         id the response carries (the completed copy when a regenerating task completes)."""
@@ -459,7 +485,9 @@ class Store:
             result = item
             was_complete = item.text("CompleteDate") is not None
             if completing and not was_complete:
-                result = self.complete(item, self.now(), regenerate_from=self.now().date())
+                result = self.complete(
+                    item, self.now(), regenerate_from=self.regeneration_day(item, context_zone)
+                )
             elif reopening and was_complete:
                 item.props.pop("CompleteDate", None)
                 if item.text("PercentComplete") == "100":
@@ -491,7 +519,9 @@ class Store:
             item.tag,
             item.item_class,
             {k: copy.deepcopy(v) for k, v in item.props.items() if k != "Recurrence"},
-            {k: copy.deepcopy(v) for k, v in item.ext.items()},
+            {k: copy.deepcopy(v) for k, v in item.ext.items()}
+            if self.copy_named_properties
+            else {},
             stamp,
             stamp,
             0,
@@ -655,7 +685,7 @@ class Store:
         with self.lock:
             item = self.item(item_id)
             now = self.now()
-            copy_ = self.complete(item, now, regenerate_from=now.date())
+            copy_ = self.complete(item, now, regenerate_from=self.regeneration_day(item))
             self.touch(item)
             return copy_
 

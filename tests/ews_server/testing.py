@@ -36,9 +36,10 @@ def exchange_config(server: EwsServer, email: str, **overrides: Any) -> Exchange
     return ExchangeConfig.model_validate(data)
 
 
-def second_client(server: EwsServer, email: str) -> Any:
+def second_client(server: EwsServer, email: str, zone: str | None = None) -> Any:
     """An independent EWS client on the mailbox (the way another program, or Outlook
-    through EWS, sees it): exchangelib's high-level API as a delegate."""
+    through EWS, sees it): exchangelib's high-level API as a delegate. `zone`: the
+    client's own zone, sent as the TimeZoneContext of its requests (default UTC)."""
     from exchangelib import DELEGATE, UTC, Account, Configuration, Credentials, Version
     from exchangelib.transport import BASIC
     from exchangelib.version import EXCHANGE_2016
@@ -52,6 +53,9 @@ def second_client(server: EwsServer, email: str) -> Any:
         auth_type=BASIC,
         version=Version(build=EXCHANGE_2016),
     )
+    from exchangelib import EWSTimeZone
+
+    tz = EWSTimeZone(zone) if zone else UTC
     return Account(
-        email, config=config, autodiscover=False, access_type=DELEGATE, default_timezone=UTC
+        email, config=config, autodiscover=False, access_type=DELEGATE, default_timezone=tz
     )

@@ -345,6 +345,7 @@ class ExchangeBackend(Backend):
         account = self._acct()
         state = self._cache.sync_state
         changed: dict[str, tuple[str, str]] = {}  # item id -> (change key, contact id)
+        new_foreign: list[str] = []  # tasks without the marker created since the last sync
         while True:
             svc = SyncFolderItems(account=account)
             try:
@@ -378,6 +379,8 @@ class ExchangeBackend(Backend):
                     or contact_from_uid(getattr(item, "kit_uid", None) or "")
                 )
                 if not owned:
+                    if kind == SyncFolderItems.CREATE and isinstance(item, Task):
+                        new_foreign.append(item.id)
                     # Foreign (or no longer ours): forget it, never touch it.
                     if self._cache.items.pop(item.id, None) is not None:
                         self._dirty = True
@@ -392,9 +395,89 @@ class ExchangeBackend(Backend):
             if svc.includes_last_item_in_range or not changes:
                 break
         if changed:
-            self._read_items(sorted(changed), changed)
+            before = {i: self._cache.items.get(i) for i in changed}
+            read = self._read_items(sorted(changed), changed)
+            if new_foreign:
+                self._find_unmarked_copies(before, read, new_foreign)
         self._cache.sync_state = state
         self._learn_version()
+
+    def _find_unmarked_copies(
+        self, before: dict[str, _Entry | None], read: dict[str, _Entry], new_foreign: list[str]
+    ) -> None:
+        """Completions whose completed copy came without kit-sync's properties.
+
+        Exchange documents that completing a regenerating task creates a completed
+        one-off copy and moves the task on, not that named properties are copied.
+        A master that regenerated (open before and after, its due date moved by the
+        server, not by us) with no marked copy in the same sync is matched to a
+        completed task without the marker, created in the same sync, with the
+        master's subject and previous due date. That copy is listed as the completed
+        task (contact and bookkeeping from the master as it was); it is never
+        written to."""
+        masters: list[tuple[_Entry, _Entry]] = []
+        marked = {e.stored_uid for e in read.values() if e.status is Status.COMPLETED}
+        for entry in read.values():
+            was = before.get(entry.id)
+            if (
+                was is not None
+                and was.status is Status.OPEN
+                and entry.status is Status.OPEN
+                and entry.recurring
+                and was.due is not None
+                and entry.due != was.due
+                and entry.stored_uid not in marked
+            ):
+                masters.append((was, entry))
+        if not masters:
+            return
+        with _ews("reading completed tasks"):
+            found = list(
+                GetItem(account=self._acct()).call(
+                    items=[(i, None) for i in new_foreign],
+                    additional_fields=_paths(*READ_FIELDS),
+                    shape=ID_ONLY,
+                )
+            )
+        copies = [
+            c
+            for c in found
+            if isinstance(c, Task) and c.status == Task.COMPLETED and c.recurrence is None
+        ]
+        for was, master in masters:
+            match = next(
+                (
+                    c
+                    for c in copies
+                    if (c.subject or "") == was.summary
+                    and c.due_date is not None
+                    and date(c.due_date.year, c.due_date.month, c.due_date.day) == was.due
+                ),
+                None,
+            )
+            if match is None:
+                continue
+            copies.remove(match)
+            self._cache.items[match.id] = _Entry(
+                match.id,
+                match.changekey,
+                master.contact_id,
+                master.stored_uid,
+                Status.COMPLETED,
+                was.due,
+                _utc(match.complete_date) if match.complete_date else None,
+                match.subject or "",
+                False,
+                None,
+                was.meta,
+            )
+            self._dirty = True
+            log.info(
+                "the completed copy %s of %s's task carries no kit-sync marker; recognised "
+                "from the regenerated task",
+                match.id,
+                master.contact_id,
+            )
 
     def _learn_version(self) -> None:
         if self._account is None or self.config.version:
