@@ -35,7 +35,7 @@ from pydantic import (
 
 from kit_sync.cadence import Interval, IntervalError, Rules
 from kit_sync.errors import ConfigError
-from kit_sync.logs import register_secret
+from kit_sync.logs import register_secret, register_url
 from kit_sync.model import Channel, RemovalPolicy, Wording
 from kit_sync.occasions import Birthdays, Trip
 from kit_sync.schedule import Policy
@@ -203,6 +203,7 @@ class CaldavConfig(Strict):
                 f"'{value}' is not an http(s) URL; write the server's CalDAV URL, like "
                 "https://cloud.example.com/remote.php/dav/ or https://dav.example.com/alice/tasks/"
             )
+        register_url(value.strip())  # a password in the URL is masked everywhere
         return value.strip()
 
     @field_validator("verify")
@@ -704,6 +705,19 @@ class SyncOptions(Strict):
 class HealthOptions(Strict):
     listen: str | None = None
     """host:port for /healthz and /metrics, e.g. 127.0.0.1:8765; off when omitted."""
+    token: SecretField | None = None
+    """A secret every request to /healthz and /metrics must send as
+    `Authorization: Bearer <token>`; required when listen is not a loopback address."""
+
+    @model_validator(mode="after")
+    def _exposed(self) -> HealthOptions:
+        if self.listen is not None and self.token is None and not is_loopback(self.listen):
+            raise ValueError(
+                f"listen '{self.listen}' can be reached from other machines: set health.token "
+                "(a secret, e.g. {env: KIT_SYNC_HEALTH_TOKEN}) that requests must send as a "
+                "bearer token, or listen on 127.0.0.1"
+            )
+        return self
 
     @field_validator("listen")
     @classmethod
@@ -716,6 +730,19 @@ class HealthOptions(Strict):
                     "(0.0.0.0:8765 inside a container)"
                 )
         return value
+
+
+def is_loopback(listen: str) -> bool:
+    """Is the host of `host:port` this machine only (127.0.0.0/8, ::1, localhost)?"""
+    import ipaddress
+
+    host = listen.rpartition(":")[0].strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any address
 
 
 # --- the rhythm: agenda and digest -------------------------------------------------

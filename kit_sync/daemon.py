@@ -56,6 +56,8 @@ class Daemon:
         self._lock = threading.Lock()
         self.scheduler = BackgroundScheduler(timezone=UTC)
         self.listen = config.health.listen
+        token = config.health.token
+        self.health_token = token.get_secret_value() if token is not None else None
         self.monitor = Monitor(self.every, metrics=self.listen is not None, clock=self.clock)
         if self.listen is not None:
             engine.timing = self.monitor.timing  # backend call latency for /metrics
@@ -238,7 +240,7 @@ class Daemon:
     def run_forever(self) -> None:
         self._record_cycle(counted=False)  # healthy at once if the last run was
         if self.listen is not None:
-            self.server = HealthServer(self.listen, self.monitor).start()
+            self.server = HealthServer(self.listen, self.monitor, self.health_token).start()
             if self.monitor.metrics is None:
                 log.warning(
                     "/metrics needs prometheus-client: pip install 'kit-sync[metrics]'; "

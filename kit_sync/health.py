@@ -11,6 +11,7 @@ regenerated, failed actions, backend call latency.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import threading
@@ -25,6 +26,7 @@ from typing import Any, ClassVar
 
 from kit_sync.clock import Clock, system_clock
 from kit_sync.errors import UsageError
+from kit_sync.logs import redact
 from kit_sync.state import CycleRecord, State
 
 log = logging.getLogger("kit_sync")
@@ -40,17 +42,19 @@ class Health:
     last: CycleRecord | None = None
 
     def as_dict(self) -> dict[str, Any]:
+        """What `health --json` and /healthz show; error texts masked (a state file
+        from an older kit-sync may hold them in clear)."""
         last = self.last
         return {
             "status": "healthy" if self.ok else "unhealthy",
-            "reason": self.reason,
+            "reason": redact(self.reason),
             "last_cycle": None
             if last is None
             else {
                 "finished": last.finished.isoformat() if last.finished else None,
                 "ok": last.ok,
                 "counts": last.counts,
-                "error": last.error,
+                "error": redact(last.error) if last.error else last.error,
             },
         }
 
@@ -243,10 +247,33 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 class _Handler(BaseHTTPRequestHandler):
     monitor: ClassVar[Monitor]
+    token: ClassVar[str | None] = None
     server_version = "kit-sync"
     sys_version = ""
 
+    def _authorized(self) -> bool:
+        """With health.token, every request must carry it as a bearer token."""
+        if self.token is None:
+            return True
+        sent = self.headers.get("Authorization", "")
+        scheme, _, value = sent.partition(" ")
+        ok = scheme.lower() == "bearer" and hmac.compare_digest(
+            value.strip().encode(), self.token.encode()
+        )
+        if not ok:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Bearer realm="kit-sync"')
+            body = b"send the health.token as: Authorization: Bearer <token>\n"
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+        return ok
+
     def do_GET(self) -> None:
+        if not self._authorized():
+            return
         path = self.path.split("?", 1)[0]
         if path == "/healthz":
             verdict = self.monitor.health()
@@ -286,10 +313,10 @@ class HealthServer:
     """`/healthz` and `/metrics` on a background thread. Start with `start()`,
     stop with `stop()` (both idempotent)."""
 
-    def __init__(self, listen: str, monitor: Monitor) -> None:
+    def __init__(self, listen: str, monitor: Monitor, token: str | None = None) -> None:
         self.listen = listen
         host, port = parse_listen(listen)
-        handler = type("Handler", (_Handler,), {"monitor": monitor})
+        handler = type("Handler", (_Handler,), {"monitor": monitor, "token": token})
         try:
             self.httpd = ThreadingHTTPServer((host, port), handler)
         except OSError as exc:

@@ -18,7 +18,7 @@ import sys
 import threading
 from datetime import UTC, datetime
 from typing import Any, TextIO
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 MASK = "***"
 
@@ -57,6 +57,30 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         r"\1" + MASK,
     ),
 )
+
+
+def mask_url(url: str) -> str:
+    """`url` with the password of a `user:password@` part replaced by `***` (the user
+    name stays: it says which account). For showing a configured URL anywhere."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{host}"))
+
+
+def register_url(url: str) -> None:
+    """Register the password a URL carries (`https://user:pw@host/`), in the forms it
+    may be shown in (as written, percent-decoded), so no log line, stored error or
+    health answer ever shows it."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return
+    if password:
+        register_secret(password)
+        register_secret(unquote(password))
 
 
 def register_secret(value: str | None) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 from kit_sync.clock import Clock, system_clock
 from kit_sync.errors import DiskFull, KitError
 from kit_sync.files import disk_full_message, is_full, prepare_private_db, read_only_reason
+from kit_sync.logs import redact
 from kit_sync.model import Touch
 
 SCHEMA_VERSION = 2
@@ -444,6 +445,7 @@ class State:
         return int(cur.lastrowid or 0)
 
     def end_action(self, action_id: int, status: str, detail: str | None = None) -> None:
+        detail = redact(detail) if detail is not None else None  # errors may quote URLs
         if detail is None:
             self.db.execute("UPDATE actions SET status = ? WHERE id = ?", (status, action_id))
         else:
@@ -471,6 +473,9 @@ class State:
     def end_cycle(
         self, cycle_id: str, ok: bool, counts: dict[str, int], error: str | None = None
     ) -> None:
+        # The error text may quote a URL with credentials or a library's message:
+        # the file holds it masked (health shows it, backups copy it).
+        error = redact(error) if error is not None else None
         self.db.execute(
             "UPDATE cycles SET finished = ?, ok = ?, counts = ?, error = ? WHERE id = ?",
             (self._now(), int(ok), json.dumps(counts), error, cycle_id),

@@ -288,3 +288,120 @@ def test_a_read_only_state_file_is_called_read_only_not_damaged(world: World, ho
     assert code == 2, out
     assert "read-only" in out and "damaged" not in out and "state.sqlite" in out
     assert "do not delete it" in out
+
+
+# --- 1: a password in backend.url, and who may ask /healthz ---------------------------------
+
+PASSWORD = "Pa55-w0rd-in-the-url"
+
+
+def caldav_world(tmp_path: Path, **health: object) -> World:
+    from test_service_health import free_port
+
+    data = copy.deepcopy(BASE_CONFIG)
+    # Nothing listens on this port: every cycle fails with an error naming the server.
+    data["backend"] = {
+        "type": "caldav",
+        "url": f"http://alice:{PASSWORD}@127.0.0.1:{free_port()}/dav/",
+        "timeout": 5,
+    }
+    data["sync"] = {"every": "2 seconds"}
+    if health:
+        data["health"] = health
+    return World(tmp_path, data)
+
+
+def every_file_bytes(folder: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in folder.rglob("*") if p.is_file())
+
+
+def test_a_password_in_the_backend_url_is_masked_in_errors_state_and_health(
+    tmp_path: Path,
+) -> None:
+    world = caldav_world(tmp_path)
+    done = kit(tmp_path, "-c", "config.yaml", "sync")
+    assert done.returncode == 3, done.stderr
+    assert "alice:***@127.0.0.1" in done.stderr and PASSWORD not in done.stderr
+    health = kit(tmp_path, "-c", "config.yaml", "health", "--json")
+    assert health.returncode == 1 and "cannot reach" in health.stdout
+    assert PASSWORD not in health.stdout
+    config = world.config_path.read_bytes()
+    world.config_path.unlink()
+    assert PASSWORD.encode() not in every_file_bytes(tmp_path)  # state, WAL, cache
+    world.config_path.write_bytes(config)
+
+
+def get(url: str, token: str | None = None) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url)
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""
+
+
+@pytest.mark.slow
+def test_healthz_needs_the_token_and_shows_no_password(tmp_path: Path) -> None:
+    from test_service_health import free_port, wait_for
+
+    port = free_port()
+    token = "t0ken-for-the-monitor"
+    world = caldav_world(tmp_path, listen=f"127.0.0.1:{port}", token={"env": "HEALTH_TOKEN"})
+    log = tmp_path / "run.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kit_sync", "--log-format", "json", "-c", "config.yaml", "run"],
+        cwd=tmp_path,
+        env=env() | {"HEALTH_TOKEN": token},
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: "cannot reach" in get(base + "/healthz", token)[1], "a failed cycle")
+        status, body = get(base + "/healthz", token)
+        assert status == 503
+        assert "cannot reach" in body and "alice:***@" in body and PASSWORD not in body
+        assert get(base + "/healthz")[0] == 401
+        assert get(base + "/metrics", "wrong")[0] == 401
+        assert get(base + "/metrics", token)[0] == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    text = log.read_text()
+    assert PASSWORD not in text and token not in text
+    assert world.config_path.exists()
+
+
+@pytest.mark.parametrize(
+    ("listen", "token", "ok"),
+    [
+        ("0.0.0.0:8765", None, False),
+        ("192.168.1.5:8765", None, False),
+        ("[::]:8765", None, False),
+        ("myhost.example:8765", None, False),
+        ("0.0.0.0:8765", "a-long-secret", True),
+        ("127.0.0.1:8765", None, True),
+        ("[::1]:8765", None, True),
+        ("localhost:8765", None, True),
+    ],
+)
+def test_health_listen_beyond_this_machine_needs_a_token(
+    world: World, capfd: pytest.CaptureFixture[str], listen: str, token: str | None, ok: bool
+) -> None:
+    from test_service_health import cli
+
+    health: dict[str, object] = {"listen": listen}
+    if token:
+        health["token"] = token
+    world.edit_config(health=health)
+    ran = cli(capfd, "--config", str(world.config_path), "check")
+    assert ran.code == (0 if ok else 2), ran.text
+    if not ok:
+        assert "health" in ran.err and "set health.token" in ran.err

@@ -76,6 +76,7 @@ from kit_sync.backends.caldav.transport import (
 from kit_sync.clock import Clock, system_clock
 from kit_sync.config import CaldavConfig
 from kit_sync.errors import ConfigError
+from kit_sync.logs import mask_url
 from kit_sync.model import (
     ItemProblem,
     KitTask,
@@ -107,7 +108,10 @@ class CaldavBackend(Backend):
         self.tz = tz
         self._clock = clock or system_clock
         self.url: str = config.url
-        self._where = f"the CalDAV server {urlsplit(self.url).netloc or self.url}"
+        # Shown in errors and stored in the cache's keys: never with a password.
+        self._where = (
+            f"the CalDAV server {urlsplit(mask_url(self.url)).netloc or mask_url(self.url)}"
+        )
         if config.server:
             from caldav.config import resolve_features
 
@@ -127,7 +131,7 @@ class CaldavBackend(Backend):
         self._unsaved: list[tuple[str, _Item | None, str | None]] = []
         self._cache: _Cache | None = None
         self._cache_path: Path | None = None
-        self._identity = f"{self.url}|{config.username or ''}"
+        self._identity = f"{mask_url(self.url)}|{config.username or ''}"
         self._list_key = f"collection|{self._identity}|{config.task_list or ''}"
         #: HTTP requests sent by this backend (tests and benchmarks count them).
         self.requests = 0
@@ -232,7 +236,7 @@ class CaldavBackend(Backend):
         """Point at the task list `url` and load what the cache file knows of it."""
         self.collection = url
         self._path = urlsplit(url).path
-        self._where = f"the task list {url}"
+        self._where = f"the task list {mask_url(url)}"
         self._items = {}
         self._token = None
         self._mode = "sync"
