@@ -239,3 +239,18 @@ def dovecot() -> Iterator[Dovecot]:
     require_dovecot()
     with running() as server:
         yield server
+
+
+_SHARED: list[Dovecot] = []
+
+
+def shared_dovecot(request: pytest.FixtureRequest) -> Dovecot:
+    """The session's Dovecot, started on first use and removed at the end of the
+    session (tests that share it each use folders of their own)."""
+    require_dovecot()
+    if _SHARED and _SHARED[0].proc is not None and _SHARED[0].proc.poll() is None:
+        return _SHARED[0]
+    server = Dovecot().start()
+    _SHARED[:] = [server]
+    request.config.add_cleanup(server.remove)
+    return server

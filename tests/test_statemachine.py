@@ -14,7 +14,10 @@ nothing left to do:
   snoozed, and then the snooze wins (rule 5); a snooze belongs to the task it was
   made on: it is gone with that task (completed, cancelled, deleted), not before;
 - completed tasks are never duplicated (rules 3, 6) and foreign items stay
-  byte-for-byte untouched (rule 4).
+  byte-for-byte untouched (rule 4);
+- a touch that arrives from a source (an email sent to the person, APPENDed to a real
+  Dovecot folder the config's `touches:` reads) resets their clock like a tick
+  (rule 10): counted at the next cycle, once, also after a lost state file.
 
 The work is bounded by examples x steps per backend (CI shares 2 loaded cores).
 """
@@ -26,6 +29,7 @@ import re
 import shutil
 import sqlite3
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -39,6 +43,7 @@ from graph_server.fixtures import ms  # noqa: F401
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
+from imap_server import Dovecot, shared_dovecot
 from kit import Crash
 from servers import FOREIGN, DavServer, Phone, Radicale, shared
 
@@ -48,6 +53,7 @@ from kit_sync.cadence import Interval, next_due
 from kit_sync.engine import Engine
 from kit_sync.model import KitTask, Status
 from kit_sync.state import State
+from kit_sync.touches.runner import SourceRunner
 
 TZ = ZoneInfo("Pacific/Auckland")  # far from UTC, with DST: day boundaries matter
 PEOPLE = [f"p{i}" for i in range(4)]
@@ -382,14 +388,21 @@ _graph_users = _users()
 class ContractMachine(RuleBasedStateMachine):
     adapter_class: ClassVar[type[Adapter]]
 
+    dovecot: ClassVar[Dovecot]
+
     def __init__(self) -> None:
         super().__init__()
         self.tmp = Path(tempfile.mkdtemp(prefix="kit-sm-"))
         self.now = datetime(2026, 3, 20, 9, tzinfo=UTC)
         self.adapter = self.adapter_class(self.tmp, lambda: self.now)
         self.roster: dict[str, dict[str, Any]] = {
-            p: {"name": f"Person {p}", "id": p, "every": "2 weeks"} for p in PEOPLE[:3]
+            p: {"name": f"Person {p}", "id": p, "every": "2 weeks", "email": f"{p}@example.com"}
+            for p in PEOPLE[:3]
         }
+        # The mail folder the touch source reads (one per example, on a shared server).
+        self.mail_folder = f"Sent-{uuid.uuid4().hex[:10]}"
+        self.dovecot.create_folder(self.mail_folder)
+        self.mails: list[tuple[str, date]] = []  # sent, not yet counted: (who, day)
         self.last_touch: dict[str, date] = {}
         self.uncertain: dict[str, date] = {}  # touch day known only within a range
         self.snoozed: dict[str, tuple[str, date]] = {}  # contact -> (task uid, due)
@@ -413,6 +426,18 @@ class ContractMachine(RuleBasedStateMachine):
             "backend": self.adapter.backend_config(),
             "state": "state.sqlite",
             "contacts": [copy.deepcopy(c) for c in self.roster.values()],
+            "touches": [
+                {
+                    "type": "imap",
+                    "host": "127.0.0.1",
+                    "port": self.dovecot.port,
+                    "security": "none",
+                    "username": self.dovecot.user,
+                    "password": self.dovecot.password,
+                    "folders": [self.mail_folder],
+                    "lookback": "3 years",
+                }
+            ],
         }
         (self.tmp / "config.yaml").write_text(yaml.safe_dump(config))
         self._stop_daemon()  # a roster edit restarts the daemon (it reads the config)
@@ -421,14 +446,27 @@ class ContractMachine(RuleBasedStateMachine):
         loaded = load(self.tmp / "config.yaml")
         backend = self.adapter.backend(loaded.config.backend, loaded.tz)
         state = State(loaded.config.state_path())
+        sources = SourceRunner(loaded.config.touches, loaded.tz, backend=backend)
         return Engine(
-            loaded.config, loaded.roster, backend, state, loaded.tz, clock=lambda: self.now
+            loaded.config,
+            loaded.roster,
+            backend,
+            state,
+            loaded.tz,
+            clock=lambda: self.now,
+            sources=sources,
         )
+
+    @staticmethod
+    def _close(engine: Engine) -> None:
+        if engine.sources is not None:
+            engine.sources.close()
+        engine.backend.close()
+        engine.state.close()
 
     def _stop_daemon(self) -> None:
         if self.daemon is not None:
-            self.daemon.backend.close()
-            self.daemon.state.close()
+            self._close(self.daemon)
             self.daemon = None
 
     def _cycle(self, keep: bool) -> Any:
@@ -437,19 +475,19 @@ class ContractMachine(RuleBasedStateMachine):
         engine = self.daemon if keep else self.engine()
         assert engine is not None
         try:
-            return engine.run_cycle()
+            result = engine.run_cycle()
+            assert result.source_failures == [], result.source_failures
+            return result
         finally:
             if engine is not self.daemon:
-                engine.backend.close()
-                engine.state.close()
+                self._close(engine)
 
     def tasks(self) -> list[KitTask]:
         engine = self.engine()
         try:
             return engine.backend.fetch_listing().tasks
         finally:
-            engine.backend.close()
-            engine.state.close()
+            self._close(engine)
 
     def open_tasks(self, who: str) -> list[KitTask]:
         return [t for t in self.tasks() if t.contact_id == who and t.status is Status.OPEN]
@@ -464,7 +502,21 @@ class ContractMachine(RuleBasedStateMachine):
         self.uncertain.pop(who, None)
 
     def _kit_sync_looks(self) -> None:
-        """A cycle (even one that crashes) gives unstamped completions their day."""
+        """A cycle (even one that crashes) gives unstamped completions their day, and
+        reads the mail sent since the last one (before any write)."""
+        waiting = []
+        for who, day in self.mails:
+            if who not in self.roster:
+                # Not on the roster: not read. Added back later, the changed roster
+                # makes the source look back again, and it counts then.
+                waiting.append((who, day))
+                continue
+            if day > self.last_touch.get(who, date.min):
+                # A newer touch: the task is completed or its due date moved, so a
+                # snooze on it is gone, as with a tick.
+                self.snoozed.pop(who, None)
+            self._touched(who, day)
+        self.mails = waiting
         for who in self.unstamped:
             self._touched(who, self.now.astimezone(TZ).date())
             self.unstamped_touch.add(who)
@@ -496,6 +548,18 @@ class ContractMachine(RuleBasedStateMachine):
             self._touched(who, day)
             self.unstamped_touch.discard(who)
 
+    @rule(who=st.sampled_from(PEOPLE), hours_ago=st.integers(0, 60))
+    def touch_arrives_from_a_source(self, who: str, hours_ago: int) -> None:
+        """An email to the person, sent `hours_ago` (a real message in the source's
+        folder, its Date header in New York time: the day counts in the user's zone)."""
+        sent = self.now - timedelta(hours=hours_ago)
+        self.dovecot.append(
+            self.mail_folder,
+            sent.astimezone(ZoneInfo("America/New_York")),
+            to=f"Person {who} <{who}@example.com>",
+        )
+        self.mails.append((who, sent.astimezone(TZ).date()))
+
     @precondition(lambda self: self.synced)
     @rule(who=st.sampled_from(PEOPLE), days=st.integers(1, 30))
     def snooze_on_phone(self, who: str, days: int) -> None:
@@ -515,7 +579,9 @@ class ContractMachine(RuleBasedStateMachine):
 
     @rule(who=st.sampled_from(PEOPLE), every=st.sampled_from(CADENCES))
     def add_or_change_cadence(self, who: str, every: str) -> None:
-        self.roster.setdefault(who, {"name": f"Person {who}", "id": who})["every"] = every
+        self.roster.setdefault(
+            who, {"name": f"Person {who}", "id": who, "email": f"{who}@example.com"}
+        )["every"] = every
         self.write_config()
 
     @rule(who=st.sampled_from(PEOPLE), paused=st.booleans())
@@ -568,8 +634,7 @@ class ContractMachine(RuleBasedStateMachine):
         except Crash:
             pass
         finally:
-            engine.backend.close()
-            engine.state.close()
+            self._close(engine)
 
     @rule(keep=st.booleans())
     def sync(self, keep: bool) -> None:
@@ -649,7 +714,11 @@ def machine_for(kind: str, request: pytest.FixtureRequest) -> type[ContractMachi
         fake: FakeMicrosoft = request.getfixturevalue("ms")
         tokens = AppTokens(GraphConfig.model_validate(fake.backend_config("secret")))
         adapter = type("Graph", (GraphAdapter,), {"ms": fake, "tokens": tokens})
-    return type(f"{kind}Machine", (ContractMachine,), {"adapter_class": adapter})
+    return type(
+        f"{kind}Machine",
+        (ContractMachine,),
+        {"adapter_class": adapter, "dovecot": shared_dovecot(request)},
+    )
 
 
 @pytest.mark.slow
@@ -681,5 +750,30 @@ def test_pinned_snooze_survives_a_pause_whose_cancel_crashed(
         m.pause(who="p0", paused=False)
         m.sync(keep=False)
         assert [(t.uid, t.due) for t in m.open_tasks("p0")] == [snoozed]
+    finally:
+        m.teardown()
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_pinned_touch_from_a_source_overrides_a_snooze_and_survives_a_lost_state(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    """sync, snooze, an email to the person arrives, sync: the clock counts from the
+    email's day (the snooze is gone, as with a tick); lose the state, sync: nothing is
+    counted twice and nothing changes."""
+    m = machine_for(kind, request)()
+    try:
+        m.sync(keep=False)
+        m.time_passes(hours=50)
+        m.snooze_on_phone(who="p1", days=9)
+        m.touch_arrives_from_a_source(who="p1", hours_ago=3)
+        m.sync(keep=True)  # (check_contract: due = mail day + 2 weeks)
+        (task,) = m.open_tasks("p1")
+        assert task.due == next_due(m.last_touch["p1"], Interval(days=14))
+        assert "p1" not in m.snoozed
+        before = {t.uid: (t.status, t.due) for t in m.tasks()}
+        m.lose_state(cache_too=True)
+        m.sync(keep=False)
+        assert {t.uid: (t.status, t.due) for t in m.tasks()} == before
     finally:
         m.teardown()
