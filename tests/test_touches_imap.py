@@ -395,6 +395,12 @@ def test_cli_touches_and_dry_run_show_what_mail_would_do(
     assert set(rows[0]) == {"contact_id", "name", "day", "at", "kind", "source", "journaled"}
     assert cli(path, "touches", "--since", "1").stdout.count("email sent") == 1
 
+    history = cli(path, "history", "bob@example.com", "--json")
+    assert history.returncode == 0, history.stderr
+    (entry,) = json.loads(history.stdout)["touches"]
+    assert (entry["kind"], entry["source"]) == ("email sent", "imap")
+    assert entry["day"] == (now - timedelta(days=3)).date().isoformat()
+
     dry = cli(path, "sync", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     sent = (now - timedelta(seconds=5)).date()

@@ -322,3 +322,23 @@ def test_a_failing_source_backs_off_and_comes_back(tmp_path: Path) -> None:
         assert source.cursors[-1] is None
     finally:
         state.close()
+
+
+def test_an_address_in_a_quoted_name_is_not_a_recipient() -> None:
+    book = AddressBook([("ann@example.com", "ann"), ("bob@example.com", "bob")])
+    assert book.contacts_in('"ann@example.com" <bob@example.com>') == ["bob"]
+    assert book.contacts_in("bob@example.com (was ann@example.com)") == ["bob"]
+    assert book.contacts_in("=?utf-8?q?Ann_L=C3=A9e?= <ann@example.com>") == ["ann"]
+    assert book.contacts_in("Ann Lee <ann@example.com>;bob@example.com") == ["ann", "bob"]
+
+
+def test_fetched_header_fields_are_unfolded_and_the_first_one_counts() -> None:
+    from kit_sync.touches.imap import _headers
+
+    raw = (
+        b"To: Ann Lee <ann@example.com>,\r\n\tBob <bob@example.com>\r\n"
+        b"DATE: Tue, 10 Mar 2026 23:30:00 -0400\r\nTo: eve@example.com\r\n\r\n"
+    )
+    headers = _headers(raw)
+    assert headers["to"] == "Ann Lee <ann@example.com>, Bob <bob@example.com>"
+    assert headers["date"] == "Tue, 10 Mar 2026 23:30:00 -0400"

@@ -19,8 +19,6 @@ import logging
 import socket
 import ssl
 from datetime import datetime, timedelta
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
@@ -248,8 +246,8 @@ class ImapSource:
         raw = next((v for k, v in item.items() if k.startswith(b"BODY[")), b"") or b""
         if not book.mentioned_in(raw):
             return []  # no roster address in its headers: nothing to parse
-        headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
-        at = _sent_at(headers.get("Date"), item.get(b"INTERNALDATE"))
+        headers = _headers(raw)
+        at = _sent_at(headers.get("date"), item.get(b"INTERNALDATE"))
         if at is None:
             log.warning("%s: message %s/%s has no usable date; skipped", self.name, folder, uid)
             return []
@@ -258,26 +256,52 @@ class ImapSource:
             at = now
         if at < since:
             return []
-        senders = book.contacts_in(headers.get("From"))
+        senders = book.contacts_in(headers.get("from"))
         if senders:
             if not self.config.count_received:
                 return []
             kind, contacts = EMAIL_RECEIVED, senders
         elif is_sent:
             kind = EMAIL_SENT
-            contacts = book.contacts_in(headers.get("To"), headers.get("Cc"), headers.get("Bcc"))
+            contacts = book.contacts_in(headers.get("to"), headers.get("cc"), headers.get("bcc"))
         else:
             return []
         if not contacts:
             return []
-        message_id = (headers.get("Message-ID") or "").strip()
+        message_id = (headers.get("message-id") or "").strip()
         if message_id:
             item_hash = digest("message-id", message_id.strip("<>").strip())
         else:
             # No Message-ID: what identifies the message among its headers.
-            parts = [str(headers.get(h) or "") for h in ("Date", "From", "To", "Cc")]
+            parts = [str(headers.get(h) or "") for h in ("date", "from", "to", "cc")]
             item_hash = digest("headers", *parts)
         return [detected_touch(cid, at, kind, self.type, item_hash, self.tz) for cid in contacts]
+
+
+def _headers(raw: bytes) -> dict[str, str]:
+    """The few header fields fetched, unfolded, by lower-case name (the first of each).
+    Much cheaper than the email package's parser, which builds a whole message."""
+    text = raw.decode("utf-8", "surrogateescape")
+    out: dict[str, str] = {}
+    name = None
+    for line in text.splitlines():
+        if not line.strip():
+            if name is None and not out:
+                continue
+            break
+        if line[:1] in (" ", "\t") and name is not None:
+            out[name] += " " + line.strip()
+            continue
+        key, sep, value = line.partition(":")
+        if not sep:
+            name = None
+            continue
+        name = key.strip().lower()
+        if name in out:
+            name = None  # a repeated field: the first one counts (as get() does)
+            continue
+        out[name] = value.strip()
+    return out
 
 
 def _sent_at(date_header: str | None, internal: Any) -> datetime | None:

@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo
 
 from kit_sync.roster import Roster
 
+#: An address in a plain header value (no quotes, comments or encoded words).
+_PLAIN = re.compile(r"[^\s<>,;:]+@[^\s<>,;:]+")
 #: An address as it appears in a header (lower-cased bytes), for `mentioned_in`.
 _ADDRESS = re.compile(rb"[a-z0-9._%+'=!#$&*/?^`{|}~-]+@[a-z0-9.-]+")
 
@@ -66,7 +68,15 @@ class AddressBook:
         and go no further."""
         found: list[str] = []
         values = [v for v in header_values if v]
-        for _name, address in getaddresses(values):
+        if any(c in v for v in values for c in '"(\\') or any("=?" in v for v in values):
+            # Quoted names, comments or encoded words may hold an "@" that is not an
+            # address: the full RFC 5322 parser decides.
+            addresses = [address for _name, address in getaddresses(values)]
+        else:
+            # Plain lists ("Ann Lee <ann@x>, bob@y"): an unquoted name cannot hold "@",
+            # so every "@" word is an address (and this is ~10x faster).
+            addresses = [a for v in values for a in _PLAIN.findall(v)]
+        for address in addresses:
             for cid in self._ids.get(normalise(address), ()):
                 if cid not in found:
                     found.append(cid)
