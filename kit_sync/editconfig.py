@@ -199,7 +199,10 @@ def append_contact(text: str, entry: dict[str, Any]) -> str:
         contacts.fa.set_block_style()  # `contacts: []` becomes a block list
     out = io.StringIO()
     y.dump(data, out)
-    return out.getvalue()
+    result = out.getvalue()
+    if "\r\n" in text:  # a file written on Windows keeps its line endings
+        result = result.replace("\r\n", "\n").replace("\n", "\r\n")
+    return result
 
 
 def _validate(candidate: Path, path: Path) -> Roster:

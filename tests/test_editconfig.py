@@ -128,6 +128,7 @@ def test_add_keeps_the_file_mode(tmp_path: Path, example: Path) -> None:
         "contacts: []\n",
         "# mine\ncontacts:\n- name: A  # first\n  every: 2 weeks\n# after\nsync: {every: 5 min}\n",
         "contacts:\n    -   name: A\n        every: 2 weeks\n",
+        "# windows\r\ncontacts:\r\n  - name: A   # eol\r\n    every: 2 weeks\r\n",
     ],
 )
 def test_append_keeps_any_layout(text: str) -> None:
@@ -139,6 +140,8 @@ def test_append_keeps_any_layout(text: str) -> None:
     for line in text.splitlines():
         if line.strip().startswith("#") or "#" in line:
             assert line in out.splitlines()
+    if "\r\n" in text:
+        assert out.count("\r\n") == out.count("\n") and out.startswith(text.split("  - ")[0])
     if "# after" in text:
         assert out.index("name: B") < out.index("# after")
 
