@@ -1,3 +1,4 @@
-"""kit-sync: keep one regenerating keep-in-touch task per person."""
+"""kit-sync: keep one regenerating keep-in-touch task per person.
 
-__version__ = "0.1.0"
+The version lives in pyproject.toml only; `kit-sync --version` reads the installed
+metadata (importlib.metadata)."""

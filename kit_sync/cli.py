@@ -38,9 +38,23 @@ log = logging.getLogger("kit_sync")
 CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
 
 
+#: click's UsageError, from whichever click typer uses (its own since typer 0.29).
+_ClickUsageError: Any = typer.BadParameter.__mro__[1]
+
+
 class KitGroup(TyperGroup):
     """Turns a KitError raised anywhere below into its message and exit code, so the
-    installed command and in-process runs (CliRunner) behave the same."""
+    installed command and in-process runs (CliRunner) behave the same; and gives every
+    usage error the context its usage hint comes from (the parser raises some, like
+    "Option '--on' requires an argument", without one)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except _ClickUsageError as exc:
+            if getattr(exc, "ctx", None) is None:
+                exc.ctx = ctx
+            raise
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -50,6 +64,12 @@ class KitGroup(TyperGroup):
 
             typer.echo(redact(f"kit-sync: {exc}"), err=True)
             raise typer.Exit(exc.exit_code) from None
+        except _ClickUsageError as exc:
+            name = ctx.invoked_subcommand
+            cmd = self.get_command(ctx, name) if name else None
+            if getattr(exc, "ctx", None) is None and cmd is not None:
+                exc.ctx = cmd.context_class(cmd, info_name=name, parent=ctx)
+            raise
 
 
 app = typer.Typer(

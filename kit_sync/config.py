@@ -41,8 +41,6 @@ from kit_sync.occasions import Birthdays, Trip
 from kit_sync.schedule import Policy
 from kit_sync.yamlsrc import Located, Path_, YamlBoundsError, format_path, read_yaml_file
 
-DEFAULT_LOCATIONS = ("./kit-sync.yaml", "~/.config/kit-sync/config.yaml")
-
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
@@ -1131,19 +1129,33 @@ def _deprecated_on_remove(data: Any) -> Any:
 # --- loading -----------------------------------------------------------------------
 
 
+def config_locations(environ: Any = None) -> list[Path]:
+    """Where kit-sync looks for a config when neither --config nor KIT_SYNC_CONFIG
+    names one, in order: ./kit-sync.yaml, then the user's config folder
+    ($XDG_CONFIG_HOME/kit-sync/config.yaml, by default ~/.config/kit-sync/config.yaml)."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return [Path("kit-sync.yaml"), Path(base) / "kit-sync" / "config.yaml"]
+
+
 def find_config(explicit: str | None, environ: Any = None) -> Path:
     env = os.environ if environ is None else environ
     if explicit:
         return Path(explicit)
     if env.get("KIT_SYNC_CONFIG"):
         return Path(env["KIT_SYNC_CONFIG"])
-    for candidate in DEFAULT_LOCATIONS:
-        path = Path(os.path.expanduser(candidate))
+    looked = config_locations(env)
+    for path in looked:
         if path.exists():
             return path
     raise ConfigError(
-        "no config file found: pass --config PATH, set KIT_SYNC_CONFIG, or create "
-        "./kit-sync.yaml (copy config.example.yaml to start)"
+        "no config file found; pass --config PATH, set KIT_SYNC_CONFIG, or create one "
+        "(kit-sync init writes a starter; config.example.yaml shows every option). Looked in:",
+        [
+            "--config: not given",
+            "$KIT_SYNC_CONFIG: not set",
+            *(f"{p.absolute() if not p.is_absolute() else p}: no such file" for p in looked),
+        ],
     )
 
 

@@ -82,9 +82,9 @@ agenda:
 
 def default_config_path(environ: Any = None) -> Path:
     """Where `init` writes: the user's config folder (found by every command)."""
-    env = os.environ if environ is None else environ
-    base = env.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "kit-sync" / "config.yaml"
+    from kit_sync.config import config_locations
+
+    return config_locations(environ)[-1]
 
 
 def init_config(path: Path, timezone: str) -> Path:

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -26,3 +28,52 @@ from hypothesis import settings  # noqa: E402
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
 settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+# --- the clock of date-sensitive tests ------------------------------------------------------
+#
+# Tests marked `dates` read "now" from the `clock` fixture: by default a fixed instant,
+# or the one given with `--clock ISO` / $KIT_SYNC_TEST_NOW. scripts/test.sh (the full
+# run) runs them again at the calendar's awkward days (CLOCK_MATRIX), so no test can
+# pass only because of the day it happens to run on.
+
+DEFAULT_NOW = "2026-11-21T10:00:00+00:00"
+
+#: Month ends, a leap day, both DST changes in New York and London, the year's end;
+#: each near a local midnight (Europe/Berlin, the zone most tests configure) or
+#: during the hour the clocks change.
+CLOCK_MATRIX = (
+    "2026-01-31T22:30:00+00:00",  # 31 Jan, 23:30 in Berlin: tomorrow is 1 Feb there
+    "2028-02-29T12:00:00+00:00",  # a leap day ("1 month" later is 29 Mar)
+    "2026-03-08T07:30:00+00:00",  # New York springs forward (02:00 -> 03:00 EDT)
+    "2026-11-01T05:30:00+00:00",  # New York falls back (the 01:00-02:00 hour twice)
+    "2026-03-29T01:30:00+00:00",  # London springs forward (01:00 GMT -> 02:00 BST)
+    "2026-10-25T00:30:00+00:00",  # London falls back (01:00-02:00 BST twice)
+    "2026-12-31T23:30:00+00:00",  # 31 Dec in UTC, already 1 Jan in Berlin
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--clock",
+        default=os.environ.get("KIT_SYNC_TEST_NOW") or None,
+        metavar="ISO",
+        help="the instant date-sensitive tests (marker 'dates') run at "
+        f"(default {DEFAULT_NOW}; also $KIT_SYNC_TEST_NOW)",
+    )
+
+
+@pytest.fixture
+def test_now(request: pytest.FixtureRequest) -> datetime:
+    """The instant this test's world starts at (aware)."""
+    value = request.config.getoption("--clock") or DEFAULT_NOW
+    return datetime.fromisoformat(value)
+
+
+@pytest.fixture
+def clock(test_now: datetime) -> Iterator[datetime]:
+    """Move this process's clock to `test_now` (it keeps ticking from there)."""
+    import time_machine
+
+    with time_machine.travel(test_now, tick=True):
+        yield test_now
