@@ -368,13 +368,18 @@ def import_(
         if report.problems:
             raise typer.Exit(2)
         return
+    if report.replaces:
+        o.echo(f"{file} is included already ({report.replaces}); previewed in its place:")
     for line in report_lines(report, list_added=True):
         o.echo(line)
     if report.problems:
         raise ConfigError(
             f"{file} would not import: {len(report.problems)} problem(s)", report.problems
         )
-    o.echo(f"nothing was changed; to import {file}, add to {config.source}:")
+    if report.replaces:
+        o.echo(f"nothing was changed; to use these options, change {report.replaces} to:")
+    else:
+        o.echo(f"nothing was changed; to import {file}, add to {config.source}:")
     for line in snippet.splitlines():
         o.echo(f"  {line}")
 

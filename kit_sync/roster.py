@@ -105,6 +105,7 @@ class FileReport:
     warnings: list[str] = field(default_factory=list)
     filter: str = ""  # "categories Network, VIP; seen within 2 years"
     problems: list[str] = field(default_factory=list)  # this file's share of the problems
+    replaces: str = ""  # a preview of a file the config includes already: that include
 
     @property
     def kept(self) -> int:
@@ -150,6 +151,7 @@ class FileReport:
             ],
             "skipped": list(self.skipped),
             "skipped_rows": self.bad_rows,
+            "replaces": self.replaces or None,
             "warnings": list(self.warnings),
             "added": [
                 {
@@ -265,11 +267,13 @@ def build_roster(
     journal: Mapping[str, date] | None = None,
     today: date | None = None,
     preview: Include | None = None,
+    replacing: int | None = None,
 ) -> Built:
     """Like load_roster, but returns the problems with the roster instead of raising.
 
     preview: one more file, given on the command line (`kit-sync import`): its report
-    comes last, its problems are in that report, and an empty roster is no problem."""
+    comes last, its problems are in that report, and an empty roster is no problem.
+    replacing: the index of an include the preview stands in for (not read)."""
     source = config.source
     problems: list[str] = []
     warnings: list[str] = []
@@ -314,6 +318,8 @@ def build_roster(
         else:
             report = FileReport(short(str(inc.path)), where_inline(("include", j)), f"include[{j}]")
         reports.append(report)
+        if j == replacing:
+            continue
         pending.extend(_read_include(j, inc, report, short, where_inline, skip_bad_rows))
         problems.extend(report.problems)
 
@@ -803,7 +809,14 @@ def preview_import(
 ) -> tuple[FileReport, list[str]]:
     """What adding `include` to this config would do, without changing anything: the
     file's report (contacts added with their ids, merges, skips, warnings, and its
-    problems) and the problems of the config as it is (which `check` reports too)."""
+    problems) and the problems of the config as it is (which `check` reports too).
+
+    A file the config includes already is previewed in place of that include (else
+    every row would show as a duplicate of itself)."""
+    target = include.path.resolve()
+    replacing = next(
+        (j for j, inc in enumerate(config.include) if inc.path.resolve() == target), None
+    )
     built = build_roster(
         config,
         located,
@@ -811,7 +824,10 @@ def preview_import(
         journal=journal,
         today=today,
         preview=include,
+        replacing=replacing,
     )
     report = built.roster.reports[-1]
+    if replacing is not None:
+        report.replaces = built.roster.reports[replacing].where
     mine = set(report.problems)
     return report, [p for p in built.problems if p not in mine]

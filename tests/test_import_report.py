@@ -308,3 +308,15 @@ def test_import_bad_options_are_usage_errors(tmp_path: Path) -> None:
     assert code == 2 and "--date-order: Input should be 'dmy' or 'mdy'" in err
     code, _, err = run(tmp_path, "import", "p.csv", "--format", "xls")
     assert code == 2 and "--format: Input should be 'auto', 'outlook-csv'" in err
+
+
+def test_import_of_a_file_already_included_previews_it_in_place(tmp_path: Path) -> None:
+    (tmp_path / "people.csv").write_text("name,email\nAnn Lee,ann@x.org\nBo Chen,bo@x.org\n")
+    write_config(tmp_path, "include:\n  - {path: people.csv, tier: inner}\n")
+    code, out, _ = run(tmp_path, "import", "people.csv", "--tier", "wide")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "people.csv is included already (config.yaml:8); previewed in its place:"
+    assert lines[2] == "  2 rows read, 2 kept, 0 merged into inline entries, 0 skipped"
+    assert "(tier wide, every 3 months)" in lines[3]
+    assert lines[-3] == "nothing was changed; to use these options, change config.yaml:8 to:"
