@@ -339,6 +339,10 @@ class GraphConfig(Strict):
             raise ValueError(f"'{value}' is not an http(s) URL")
         return value.rstrip("/")
 
+    # Set when a graph touch source shares this account: the sign-in then also asks
+    # for Mail.ReadBasic and Calendars.Read (kit_sync.backends.graph_auth.graph_scopes).
+    _reads_touches: bool = PrivateAttr(default=False)
+
     @model_validator(mode="after")
     def _access(self) -> GraphConfig:
         if self.client_secret is not None and self.certificate is not None:
@@ -490,6 +494,66 @@ class ExchangeSourceConfig(Strict):
         return ExchangeConfig.model_validate({"type": "exchange", **data})
 
 
+class GraphSourceConfig(Strict):
+    """Sent Items and calendar of a Microsoft 365 account (Microsoft Graph). Without
+    `client_id` it uses the graph backend's account and sign-in."""
+
+    type: Literal["graph"]
+    lookback: IntervalField = Interval(days=90)
+    """How far back the first run reads ("90 days", "6 months")."""
+    client_id: str | None = None
+    """An app registration of its own (app-only: with client_secret or certificate and
+    user); the graph backend's sign-in when omitted."""
+    tenant: str = "common"
+    """As for the graph backend."""
+    user: str | None = None
+    """As for the graph backend: the mailbox read with app-only access."""
+    client_secret: SecretField | None = None
+    """As for the graph backend."""
+    certificate: Path | None = None
+    """As for the graph backend."""
+    certificate_password: SecretField | None = None
+    """As for the graph backend."""
+    authority_host: str = "https://login.microsoftonline.com"
+    """As for the graph backend."""
+    graph_url: str = "https://graph.microsoft.com/v1.0"
+    """As for the graph backend."""
+    verify: bool | str = True
+    """As for the graph backend."""
+    timeout: float = Field(30.0, gt=0)
+    """As for the graph backend."""
+    max_retry_wait: float = Field(60.0, ge=0)
+    """As for the graph backend."""
+
+    _resolve = field_validator("certificate")(
+        lambda v, info: None if v is None else _resolve_path(v, info)
+    )
+
+    @model_validator(mode="after")
+    def _own_connection(self) -> GraphSourceConfig:
+        if self.client_id is not None:
+            if self.client_secret is None and self.certificate is None:
+                raise ValueError(
+                    "a graph touch source with its own client_id reads the mailbox with "
+                    "app-only access: give client_secret or certificate, and user; or leave "
+                    "client_id out to use the graph backend's sign-in"
+                )
+            self.connection()
+        elif self.model_fields_set - {"type", "lookback"}:
+            raise ValueError(
+                "connection keys without client_id: give client_id (app-only) for an "
+                "account of its own, or none of them to use the graph backend's"
+            )
+        return self
+
+    def connection(self) -> GraphConfig | None:
+        """The connection as a graph backend config; None: share the backend's."""
+        if self.client_id is None:
+            return None
+        data = {k: getattr(self, k) for k in self.model_fields_set - {"type", "lookback"}}
+        return GraphConfig.model_validate({"type": "graph", **data})
+
+
 def _verify_path(value: bool | str, info: ValidationInfo) -> bool | str:
     if isinstance(value, str):
         path = _resolve_path(Path(value), info)
@@ -500,10 +564,10 @@ def _verify_path(value: bool | str, info: ValidationInfo) -> bool | str:
 
 
 TouchSourceConfig = Annotated[
-    ImapSourceConfig | CaldavEventsSourceConfig | ExchangeSourceConfig,
+    ImapSourceConfig | CaldavEventsSourceConfig | ExchangeSourceConfig | GraphSourceConfig,
     Field(discriminator="type"),
 ]
-TOUCH_TYPES = ("imap", "caldav-events", "exchange")
+TOUCH_TYPES = ("imap", "caldav-events", "exchange", "graph")
 
 
 # --- roster ------------------------------------------------------------------------
@@ -1048,6 +1112,15 @@ class Config(Strict):
                     f"is {self.backend.type}, not exchange: give it email and server (or "
                     "service_endpoint) and the login, like an exchange backend"
                 )
+            if isinstance(source, GraphSourceConfig) and source.client_id is None:
+                if not isinstance(self.backend, GraphConfig):
+                    raise ValueError(
+                        f"touches[{i}] (type graph) has no account of its own and the "
+                        f"backend is {self.backend.type}, not graph: give it client_id, "
+                        "tenant, user and client_secret (or certificate) for app-only access"
+                    )
+                # The shared sign-in must also grant reading mail and calendars.
+                self.backend._reads_touches = True
         return self
 
     @model_validator(mode="before")
@@ -1211,6 +1284,7 @@ def _known_fields(parent: Path_, data: Any) -> list[str]:
             "imap": ImapSourceConfig,
             "caldav-events": CaldavEventsSourceConfig,
             "exchange": ExchangeSourceConfig,
+            "graph": GraphSourceConfig,
         }
         source = sources.get(str(kind))
         return list(source.model_fields) if source else []

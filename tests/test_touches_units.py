@@ -103,7 +103,7 @@ def test_config_keys_and_defaults(tmp_path: Path) -> None:
         ),
         (
             {"type": "gmail"},
-            "unknown touch source type 'gmail' (known: imap, caldav-events, exchange)",
+            "unknown touch source type 'gmail' (known: imap, caldav-events, exchange, graph)",
         ),
         (
             {"type": "imap", "host": "h", "username": "u", "password": "p", "lookback": "ever"},

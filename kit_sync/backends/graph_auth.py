@@ -142,7 +142,14 @@ def graph_scopes(config: GraphConfig, *, app_only: bool) -> list[str]:
     """Scopes for the configured Graph endpoint (national clouds have their own host)."""
     parts = urlsplit(config.graph_url)
     resource = f"{parts.scheme}://{parts.netloc}"
-    return [f"{resource}/.default"] if app_only else [f"{resource}/Tasks.ReadWrite"]
+    if app_only:
+        return [f"{resource}/.default"]
+    scopes = [f"{resource}/Tasks.ReadWrite"]
+    if config._reads_touches:
+        # A graph touch source shares this sign-in: headers of sent mail (ReadBasic
+        # has no bodies) and the calendar.
+        scopes += [f"{resource}/Mail.ReadBasic", f"{resource}/Calendars.Read"]
+    return scopes
 
 
 def _http_client(config: GraphConfig) -> Any:

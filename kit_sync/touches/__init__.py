@@ -15,6 +15,7 @@ Modules:
   imap.py           sent (and optionally received) mail over IMAP (imapclient)
   caldav_events.py  meetings from a CalDAV calendar (caldav, recurring-ical-events)
   exchange.py       Sent Items and meetings of an Exchange mailbox (exchangelib)
+  graph.py          Sent Items and meetings of a Microsoft 365 account (Graph)
 
 Sources are imported lazily by type, like backends.
 """
@@ -34,6 +35,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "imap": ("kit_sync.touches.imap:ImapSource", "imap"),
     "caldav-events": ("kit_sync.touches.caldav_events:CaldavEventsSource", "caldav"),
     "exchange": ("kit_sync.touches.exchange:ExchangeSource", "exchange"),
+    "graph": ("kit_sync.touches.graph:GraphSource", "graph"),
 }
 
 

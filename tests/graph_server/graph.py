@@ -166,6 +166,10 @@ class FakeGraph:
         self.hooks: list[Hook] = []
         self._throttle: list[tuple[int, float, int, Callable[[str, str], bool]]] = []
         self._throttle_items: list[tuple[int, float, int, Callable[[str, str], bool]]] = []
+        # Sent Items and calendar events by user oid (the touch sources read them).
+        self.sent_items: dict[str, list[dict[str, Any]]] = {}
+        self.events: dict[str, list[dict[str, Any]]] = {}
+        self.mail_seq = 0
 
     # --- knobs for tests --------------------------------------------------------------
 
@@ -661,6 +665,10 @@ class FakeGraph:
             rest = parts[2:]
         else:
             return _err(400, "BadRequest", f"Unsupported segment '{rel}'")
+        if method == "GET" and rest == ["mailFolders", "sentitems", "messages", "delta"]:
+            return self._mail_delta(user, query, rel)
+        if method == "GET" and rest == ["calendarView"]:
+            return self._calendar_view(user, query, headers, rel)
         if rest[:2] != ["todo", "lists"]:
             return _err(
                 400, "BadRequest", f"Resource not found for the segment '{'/'.join(rest)}'."
@@ -786,6 +794,156 @@ class FakeGraph:
             if seq > since and (key != "linkedResources" or "linkedResources" in full):
                 out[key] = full.get(key)
         return out
+
+    # --- mail and calendar (the touch sources read them) ------------------------------------
+
+    def add_message(
+        self,
+        upn: str,
+        sent: datetime,
+        *,
+        to: tuple[str, ...] = (),
+        cc: tuple[str, ...] = (),
+        bcc: tuple[str, ...] = (),
+        message_id: str | None = None,
+    ) -> dict[str, Any]:
+        """A message in the user's Sent Items, as Outlook leaves one there."""
+        user = self.authority.add_user(upn)
+
+        def people(addresses: tuple[str, ...]) -> list[dict[str, Any]]:
+            return [{"emailAddress": {"name": a.split("@")[0], "address": a}} for a in addresses]
+
+        with self.lock:
+            self.mail_seq += 1
+            message = {
+                "id": _graph_id(),
+                "sentDateTime": _stamp(sent).replace(".0000000Z", "Z"),
+                "receivedDateTime": _stamp(sent).replace(".0000000Z", "Z"),
+                "subject": "hello",
+                "toRecipients": people(to),
+                "ccRecipients": people(cc),
+                "bccRecipients": people(bcc),
+                "internetMessageId": message_id or f"<{uuid.uuid4().hex}@contoso.example>",
+                "_seq": self.mail_seq,
+                "_at": sent.astimezone(UTC),
+            }
+            self.sent_items.setdefault(user.oid, []).append(message)
+            return message
+
+    def add_event(
+        self,
+        upn: str,
+        start: datetime,
+        end: datetime,
+        *,
+        organizer: str,
+        attendees: dict[str, str] | None = None,
+        cancelled: bool = False,
+        my_response: str = "accepted",
+    ) -> dict[str, Any]:
+        """One event occurrence in the user's calendar (the real service expands
+        series in a calendarView). attendees: address -> response (accepted, declined...)."""
+        user = self.authority.add_user(upn)
+        with self.lock:
+            event = {
+                "id": _graph_id(),
+                "iCalUId": _graph_id("040000008200E0"),
+                "subject": "Meeting",
+                "isCancelled": cancelled,
+                "responseStatus": {"response": my_response, "time": "0001-01-01T00:00:00Z"},
+                "organizer": {"emailAddress": {"name": "", "address": organizer}},
+                "attendees": [
+                    {
+                        "type": "required",
+                        "status": {"response": r, "time": "0001-01-01T00:00:00Z"},
+                        "emailAddress": {"name": "", "address": a},
+                    }
+                    for a, r in (attendees or {}).items()
+                ],
+                "_start": start.astimezone(UTC),
+                "_end": end.astimezone(UTC),
+            }
+            self.events.setdefault(user.oid, []).append(event)
+            return event
+
+    @staticmethod
+    def _public(item: dict[str, Any]) -> dict[str, Any]:
+        return {k: copy.deepcopy(v) for k, v in item.items() if not k.startswith("_")}
+
+    def _mail_delta(self, user: User, query: dict[str, str], rel: str) -> Response:
+        """messages/delta on Sent Items: pages of `page_size`, then a deltaLink; a
+        `$filter=receivedDateTime ge ...` on the first round (as the service allows)."""
+        url = f"{self.url}{rel}"
+        token_text = query.get("$deltatoken") or query.get("$skiptoken")
+        if token_text is not None:
+            state = self._untoken(token_text)
+            if state is None or state.get("u") != user.oid[-12:]:
+                return _err(400, "syncStateInvalid", "The sync state token is not valid.")
+            if state.get("e") != self.epoch:
+                return _err(410, "syncStateNotFound", "The sync state generation is not found.")
+        else:
+            since = query.get("$filter", "").partition(" ge ")[2].strip()
+            state = {"u": user.oid[-12:], "e": self.epoch, "s": 0, "f": since}
+        with self.lock:
+            items = self.sent_items.get(user.oid, [])
+            start = int(state.get("c", state["s"]))
+            since = state.get("f") or ""
+            floor = datetime.fromisoformat(since.replace("Z", "+00:00")) if since else None
+            changes = [
+                m for m in items if m["_seq"] > start and (floor is None or m["_at"] >= floor)
+            ]
+            page = changes[: self.page_size]
+            out: dict[str, Any] = {
+                "@odata.context": f"{self.url}/$metadata#Collection(message)",
+                "value": [self._public(m) for m in page],
+            }
+            if len(changes) > len(page):
+                nxt = dict(state, c=page[-1]["_seq"])
+                out["@odata.nextLink"] = f"{url}?$skiptoken={self._token(nxt)}"
+            else:
+                top = max((m["_seq"] for m in items), default=0)
+                done = {"u": state["u"], "e": self.epoch, "s": top}
+                out["@odata.deltaLink"] = f"{url}?$deltatoken={self._token(done)}"
+        return Response(200, out)
+
+    def _calendar_view(
+        self, user: User, query: dict[str, str], headers: dict[str, str], rel: str
+    ) -> Response:
+        """calendarView: occurrences overlapping [startDateTime, endDateTime), start and
+        end in the Prefer: outlook.timezone zone; paged with $skip."""
+        try:
+            lo = datetime.fromisoformat(query["startDateTime"].replace("Z", "+00:00"))
+            hi = datetime.fromisoformat(query["endDateTime"].replace("Z", "+00:00"))
+        except (KeyError, ValueError):
+            return _err(
+                400,
+                "ErrorInvalidParameter",
+                "This request requires a time window specified by the query string "
+                "parameters StartDateTime and EndDateTime.",
+            )
+        lo = lo if lo.tzinfo else lo.replace(tzinfo=UTC)
+        hi = hi if hi.tzinfo else hi.replace(tzinfo=UTC)
+        zone, size = self._prefer(headers)
+        with self.lock:
+            found = sorted(
+                (e for e in self.events.get(user.oid, []) if e["_start"] < hi and lo < e["_end"]),
+                key=lambda e: e["_start"],
+            )
+        skip = int(query.get("$skip", "0") or 0)
+        top = size or self.page_size
+        page = found[skip : skip + top]
+        value = []
+        for e in page:
+            item = self._public(e)
+            item["start"] = self._dtz(e["_start"], zone)
+            item["end"] = self._dtz(e["_end"], zone)
+            value.append(item)
+        out: dict[str, Any] = {"@odata.context": f"{self.url}/$metadata#events", "value": value}
+        if skip + top < len(found):
+            keep = {k: v for k, v in query.items() if k != "$skip"}
+            tail = "&".join(f"{k}={quote(v, safe='')}" for k, v in keep.items())
+            out["@odata.nextLink"] = f"{self.url}{rel}?{tail}&$skip={skip + top}"
+        return Response(200, out)
 
     def _list_json(self, lst: TaskList) -> dict[str, Any]:
         return {
