@@ -96,13 +96,15 @@ class Load:
 def window(request: Request, policy: Policy, *, from_today: bool = True) -> list[date]:
     """The days the due date may take, in date order; never empty.
 
-    `nominal ± flex` without the easy days, after the anchor and, when the nominal
-    day is not already past, not before today. When no day of that window is left,
+    `nominal ± flex` without the easy days, after the anchor, and not before today
+    (or, when the nominal day is already past, not before it). When no day of that window is left,
     the first day after it that is not easy (so the old `avoid_weekends` moved a
     Saturday to the Monday after, and still does)."""
     f = timedelta(days=policy.flex_days(request.every))
     lo = max(request.nominal - f, request.anchor + timedelta(days=1))
     if from_today:
+        # Never into the past: from today on, or from the nominal day when that is
+        # already past (a late `touch --on`), so placement never adds lateness.
         lo = max(lo, min(request.today, request.nominal))
     hi = max(request.nominal + f, lo)
     first, easy = lo.toordinal(), policy.easy_days
