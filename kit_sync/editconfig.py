@@ -81,10 +81,14 @@ agenda:
 
 
 def default_config_path(environ: Any = None) -> Path:
-    """Where `init` writes: the user's config folder (found by every command)."""
+    """Where `init` writes: $KIT_SYNC_CONFIG when set, else the user's config folder
+    (the last place every command looks: config.config_locations)."""
     from kit_sync.config import config_locations
 
-    return config_locations(environ)[-1]
+    env = os.environ if environ is None else environ
+    if env.get("KIT_SYNC_CONFIG"):
+        return Path(env["KIT_SYNC_CONFIG"])
+    return config_locations(env)[-1]
 
 
 def init_config(path: Path, timezone: str) -> Path:

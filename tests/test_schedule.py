@@ -437,3 +437,13 @@ def test_a_backend_that_regenerates_itself_gets_the_placed_date_once(tmp_path: P
     assert abs((placed.due - date(2026, 12, 26)).days) <= 3  # Sat 5 Dec + 3 weeks ± 3
     assert run().plan.actions == []
     assert world.the_open("p00").due == placed.due
+
+
+def test_the_dry_run_shows_the_days_the_sync_then_writes(tmp_path: Path) -> None:
+    world = World(tmp_path, _roster_config(30, "1 month", EVEN))
+    engine = world.engine()
+    dry = engine.run_cycle(dry_run=True)
+    engine.state.close()
+    planned = {a.contact_id: a.new.due for a in dry.plan.actions if a.new is not None}
+    world.sync()
+    assert {t.contact_id: t.due for t in world.open_tasks()} == planned
