@@ -1396,7 +1396,9 @@ def load_config(path: Path, environ: dict[str, str] | None = None) -> tuple[Conf
     if problems or config is None:
         raise ConfigError(f"{path} has {len(problems)} problem(s)", problems)
     config._source = path
-    config._warnings = exposure_warnings(path) + deprecation_warnings(config, path, located)
+    config._warnings = exposure_warnings(path, located) + deprecation_warnings(
+        config, path, located
+    )
     old = _deprecated_on_remove(data)
     if old is not None:
         config._warnings.append(
@@ -1432,21 +1434,24 @@ _ONLY_ENV = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 _URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@:]*:[^/@]+@", re.IGNORECASE)
 
 
-def exposure_warnings(path: Path) -> list[str]:
+def exposure_warnings(path: Path, located: Located | None = None) -> list[str]:
     """A warning when a config that others may read holds a password in clear.
 
     Literal means written in the file: not ${ENV}, {env: }, {file: } or {command: }
-    (and not a URL's user:password@ either)."""
+    (and not a URL's user:password@ either). `located`: the file as load_config
+    parsed it (else it is read and parsed here)."""
     if os.name != "posix":
         return []
     try:
         mode = path.stat().st_mode
         if not mode & 0o044:
             return []
-        raw = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+        if located is None:
+            located = read_yaml_file(path, environ={})
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return []
     found: list[str] = []
+    as_written = located.raw
 
     def walk(node: Any, where: Path_) -> None:
         if isinstance(node, dict):
@@ -1454,7 +1459,9 @@ def exposure_warnings(path: Path) -> list[str]:
                 here = (*where, str(key))
                 if not isinstance(value, str):
                     walk(value, here)
-                elif (
+                    continue
+                value = as_written.get(here, value)
+                if (
                     value
                     and not _ONLY_ENV.fullmatch(value)
                     and (key in SECRET_KEYS or _URL_PASSWORD.match(value))
@@ -1464,7 +1471,7 @@ def exposure_warnings(path: Path) -> list[str]:
             for i, item in enumerate(node):
                 walk(item, (*where, i))
 
-    walk(raw, ())
+    walk(located.data, ())
     if not found:
         return []
     who = {0o044: "group and others", 0o004: "others", 0o040: "its group"}[mode & 0o044]

@@ -85,7 +85,25 @@ CREATE TABLE IF NOT EXISTS touch_replaced (
     contact_id TEXT NOT NULL,
     due TEXT
 );
+CREATE TABLE IF NOT EXISTS local_files (
+    folder TEXT NOT NULL,
+    name TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    etag TEXT NOT NULL,
+    checked_ns INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    info TEXT,
+    PRIMARY KEY (folder, name)
+);
 """
+
+
+#: A row of the local backend's listing cache:
+#: (name, size, mtime_ns, ctime_ns, inode, etag, checked_ns, kind, info).
+LocalFileRow = tuple[str, int, int, int, int, str, int, str, str | None]
 
 
 class StateError(KitError):
@@ -530,6 +548,40 @@ class State:
             self.db.execute("DELETE FROM tokens WHERE key = ?", (key,))
         else:
             self.db.execute("INSERT OR REPLACE INTO tokens VALUES (?, ?)", (key, value))
+
+    # --- the local backend's listing cache ----------------------------------------------
+    # One row per file of a task folder: its stat key, content hash and what parsing it
+    # gave (backends/local.py). Only a cache: dropped when the parsing code changes.
+
+    def local_files(self, folder: str, version: str) -> dict[str, LocalFileRow]:
+        """name -> (name, size, mtime_ns, ctime_ns, inode, etag, checked_ns, kind, info);
+        empty when the rows were written by another `version` of the parsing code."""
+        if self.get_token(f"local-files|{folder}") != version:
+            return {}
+        rows = self.db.execute(
+            "SELECT name, size, mtime_ns, ctime_ns, inode, etag, checked_ns, kind, info "
+            "FROM local_files WHERE folder = ?",
+            (folder,),
+        ).fetchall()
+        return {r[0]: tuple(r) for r in rows}
+
+    def save_local_files(
+        self, folder: str, version: str, rows: list[LocalFileRow], removed: list[str]
+    ) -> None:
+        """Rows written or refreshed and names gone, in one transaction."""
+        with self.transaction() as db:
+            key = f"local-files|{folder}"
+            if self.get_token(key) != version:
+                db.execute("DELETE FROM local_files WHERE folder = ?", (folder,))
+                self.set_token(key, version)
+            db.executemany(
+                "DELETE FROM local_files WHERE folder = ? AND name = ?",
+                [(folder, name) for name in removed],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO local_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(folder, *row) for row in rows],
+            )
 
 
 def read_last_touches(path: Path) -> dict[str, date]:

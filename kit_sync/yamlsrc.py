@@ -3,6 +3,10 @@
 PyYAML's composer gives each node a start mark; we build plain Python data and a
 map from path (tuple of keys / indexes) to 1-based line number, so validation
 errors can say `config.yaml:14 contacts[3].tier: ...`.
+
+The nodes come from libyaml (`yaml.CSafeLoader`) when PyYAML was built with it: the
+pure-Python scanner was most of the time a large roster took to load. Both
+composers give the same nodes and marks; only the wording of syntax errors differs.
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ from yaml.constructor import SafeConstructor
 
 from kit_sync.files import MAX_ROSTER_BYTES, read_regular
 
+# The C composer (libyaml) where PyYAML has it, the pure-Python one otherwise.
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_STR = "tag:yaml.org,2002:str"
+
 Path_ = tuple[str | int, ...]
 _ENV = re.compile(r"\$(\$|\{([A-Za-z_][A-Za-z0-9_]*)\})")
 
@@ -27,6 +35,10 @@ class Located:
     data: Any
     lines: dict[Path_, int] = field(default_factory=dict)
     problems: list[tuple[Path_, str]] = field(default_factory=list)
+    #: Strings as written, before ${ENV} expansion, for the values that had a `$`
+    #: (config.exposure_warnings tells a literal secret from one taken from the
+    #: environment without parsing the file again).
+    raw: dict[Path_, str] = field(default_factory=dict)
 
     def line_of(self, path: Path_) -> int | None:
         """Line of the deepest known prefix of `path`."""
@@ -85,7 +97,7 @@ def load_yaml(text: str, *, environ: dict[str, str] | None = None) -> Located:
     expand to more than MAX_ALIAS_VALUES values."""
     env: Any = os.environ if environ is None else environ
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_Loader)
     except RecursionError:
         raise YamlBoundsError(
             f"nested deeper than {MAX_DEPTH} levels; no kit-sync option goes that deep", None
@@ -139,7 +151,9 @@ def load_yaml(text: str, *, environ: dict[str, str] | None = None) -> Located:
             given: set[str] = set()
             for key_node, value_node in own:
                 key = (
-                    constructor.construct_object(key_node)
+                    key_node.value
+                    if key_node.tag == _STR
+                    else constructor.construct_object(key_node)
                     if isinstance(key_node, yaml.ScalarNode)
                     else None
                 )
@@ -157,8 +171,10 @@ def load_yaml(text: str, *, environ: dict[str, str] | None = None) -> Located:
             return result
         if isinstance(node, yaml.SequenceNode):
             return [build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
-        value = constructor.construct_object(node, deep=True)
+        # Most scalars are plain strings: no need for the constructor's bookkeeping.
+        value = node.value if node.tag == _STR else constructor.construct_object(node, deep=True)
         if isinstance(value, str) and "$" in value:
+            located.raw[path] = value
             value, missing = expand_env(value, env)
             for name in missing:
                 located.problems.append(

@@ -156,3 +156,8 @@ def crash_after(backend: Any, after: int) -> None:
 
     for name in ("create_task", "update_task", "delete_task"):
         setattr(backend, name, counted(getattr(backend, name)))
+    batch = getattr(backend, "create_tasks", None)
+    if batch is not None:
+        # A batch is written item by item: the crash lands between two of its items.
+        one = counted(lambda new: batch([new])[0])
+        backend.create_tasks = lambda news: [one(new) for new in news]

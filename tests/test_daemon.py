@@ -111,16 +111,18 @@ def test_stop_event_stops_a_cycle_between_actions(world: World) -> None:
     world.write_config(data)
     engine = world.engine()
     daemon = Daemon(engine, engine.config)
-    real_create = engine.backend.create_task
+    # The local backend creates in batches: the cycle stops between two of them.
+    engine.backend.batch_size = 5  # type: ignore[misc]
+    real_create = engine.backend.create_tasks
     made = {"n": 0}
 
-    def create(new: Any) -> Any:
-        made["n"] += 1
+    def create(news: Any) -> Any:
+        made["n"] += len(news)
         if made["n"] == 10:
             daemon.stop.set()  # SIGTERM arrives mid-cycle
-        return real_create(new)
+        return real_create(news)
 
-    engine.backend.create_task = create  # type: ignore[method-assign]
+    engine.backend.create_tasks = create  # type: ignore[method-assign]
     result = engine.run_cycle(stop=daemon.stop)
     assert result.stopped and made["n"] == 10
     engine.state.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
@@ -11,6 +11,7 @@ import pytest
 from contract import BackendContract
 
 from kit_sync.backends.local import LocalBackend
+from kit_sync.state import State
 
 FOREIGN = """BEGIN:VCALENDAR\r
 VERSION:2.0\r
@@ -41,3 +42,17 @@ class TestLocalContract(BackendContract):
             return path.read_bytes
 
         return put
+
+
+class TestLocalContractWithCache(TestLocalContract):
+    """The same contract with the listing cache in a state DB: files edited behind the
+    backend's back between listings (as the contract does, within the same second and
+    often at the same size) are seen as they are."""
+
+    @pytest.fixture
+    def backend(self, tmp_path: Path, tz: ZoneInfo) -> Iterator[LocalBackend]:
+        backend = LocalBackend(SimpleNamespace(path=tmp_path / "tasks"), tz)
+        state = State(tmp_path / "state.sqlite")
+        backend.bind_state(state)
+        yield backend
+        state.close()

@@ -14,6 +14,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from icalendar import Alarm, Calendar, Component, Todo
 
+from kit_sync.backends import icalwrite
+from kit_sync.backends.icalwrite import (
+    P_ALARM,
+    P_ANCHOR,
+    P_DUE,
+    P_EVERY,
+    P_FROM,
+    P_HASH,
+    P_KIND,
+)
 from kit_sync.model import (
     MARKER,
     AnchorKind,
@@ -27,14 +37,6 @@ from kit_sync.model import (
     contact_from_uid,
 )
 
-PRODID = "-//kit-sync//kit-sync//EN"
-P_ANCHOR = "X-KIT-SYNC-ANCHOR"
-P_KIND = "X-KIT-SYNC-ANCHOR-KIND"
-P_EVERY = "X-KIT-SYNC-EVERY"
-P_DUE = "X-KIT-SYNC-DUE"
-P_FROM = "X-KIT-SYNC-FROM"
-P_HASH = "X-KIT-SYNC-HASH"
-P_ALARM = "X-KIT-SYNC-ALARM"  # inside a VALARM: this alarm is ours to replace
 META_PROPS = (MARKER, P_ANCHOR, P_KIND, P_EVERY, P_DUE, P_FROM, P_HASH)
 
 
@@ -311,21 +313,8 @@ def _touch_stamps(todo: Todo, now: datetime, bump: bool) -> None:
 
 
 def new_vtodo(new: NewTask, tz: ZoneInfo, now: datetime) -> bytes:
-    cal = Calendar()
-    cal.add("VERSION", "2.0")
-    cal.add("PRODID", PRODID)
-    todo = Todo()
-    todo.add("UID", new.uid)
-    stamp = now.astimezone(UTC).replace(microsecond=0)
-    todo.add("CREATED", stamp)
-    _touch_stamps(todo, now, bump=False)
-    todo.add("SEQUENCE", 0)
-    todo.add("STATUS", "NEEDS-ACTION")
-    todo.add("DUE", new.due)
-    _set_content(todo, new.content, new.due, tz)
-    _set_meta(todo, new.meta)
-    cal.add_component(todo)
-    return bytes(cal.to_ical())
+    """A new kit task's iCalendar text (written directly, see icalwrite)."""
+    return icalwrite.new_vtodo(new, tz, now)
 
 
 def apply_change(data: bytes, change: TaskChange, tz: ZoneInfo, now: datetime) -> bytes:
