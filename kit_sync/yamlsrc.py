@@ -102,6 +102,15 @@ def load_yaml(text: str, *, environ: dict[str, str] | None = None) -> Located:
         raise YamlBoundsError(
             f"nested deeper than {MAX_DEPTH} levels; no kit-sync option goes that deep", None
         ) from None
+    except yaml.MarkedYAMLError as exc:
+        # libyaml stops at its own depth limit (1,000) before we could count: the
+        # same error as ours, in the same words.
+        if "maximum nesting depth" not in str(exc.problem):
+            raise
+        raise YamlBoundsError(
+            f"nested deeper than {MAX_DEPTH} levels; no kit-sync option goes that deep",
+            exc.problem_mark,
+        ) from None
     located = Located(data=None)
     constructor = SafeConstructor()
     visited: set[int] = set()
