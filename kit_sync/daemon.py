@@ -66,7 +66,9 @@ class Daemon:
         digest = config.digest
         self.digest = digest if digest is not None and digest.smtp is not None else None
         self.digest_status: str | None = None  # "sent", "already sent", "failed: ..."
-        self._digest_retry = False
+        # True until the first good cycle has checked for a digest missed while the
+        # daemon was down, and again after a failed send.
+        self._digest_due_check = self.digest is not None
 
     def cycle(self) -> None:
         if not self._lock.acquire(blocking=False):
@@ -84,8 +86,10 @@ class Daemon:
             log.info("cycle done: %s", counts, extra={"counts": result.counts})
             self.failures = 0
             self.not_before = None
-            if self._digest_retry:
-                self._send_digest()  # the last attempt failed: try again after a good cycle
+            if self._digest_due_check:
+                # After the first good cycle (a period missed while the daemon was
+                # down is sent now, once) and after a failed send.
+                self._send_digest()
         except Throttled as exc:
             self._backoff(exc, exc.retry_after)
         except KitError as exc:
@@ -99,7 +103,7 @@ class Daemon:
             self._lock.release()
 
     def digest_job(self) -> None:
-        """The cron job (and the start-up catch-up): send this period's digest unless
+        """The cron job: send this period's digest unless
         it was sent already, also by an earlier run of the daemon."""
         with self._lock:  # between two sync cycles: one user of the backend at a time
             if not self.stop.is_set():
@@ -112,23 +116,23 @@ class Daemon:
         try:
             sent = send_digest_if_due(self.engine, self.digest)
         except KitError as exc:
-            self._digest_retry = True
+            self._digest_due_check = True
             self.digest_status = f"failed: {exc}"
             log.error("weekly digest not sent: %s; trying again after the next sync", exc)
             return
         except Exception as exc:
-            self._digest_retry = True
+            self._digest_due_check = True
             self.digest_status = f"failed: {exc!r}"
             log.exception("internal error sending the weekly digest")
             return
-        self._digest_retry = False
+        self._digest_due_check = False
         self.digest_status = "sent" if sent else "already sent"
         if sent:
             log.info("weekly digest sent to %s", ", ".join(self.digest.to))
 
     def add_jobs(self) -> None:
-        """The sync job, a cycle now; with a digest, its cron job and a catch-up run
-        now (a period missed while the daemon was down is sent once)."""
+        """The sync job, a cycle now; with a digest, its cron job (the first good
+        cycle sends a period's digest missed while the daemon was down)."""
         self.scheduler.add_job(
             self.cycle,
             IntervalTrigger(seconds=self.every.total_seconds(), timezone=UTC),
@@ -149,12 +153,6 @@ class Daemon:
                 max_instances=1,
                 coalesce=True,
                 misfire_grace_time=3600,
-            )
-            self.scheduler.add_job(
-                self.digest_job,
-                "date",
-                id="digest-catch-up",
-                run_date=self.clock() + timedelta(seconds=1),
             )
 
     def _record_cycle(self, *, counted: bool = True) -> None:
