@@ -133,16 +133,21 @@ class CliOptions:
 
     @contextmanager
     def engine(self) -> Iterator[Engine]:
+        """The engine, holding the state's cycle lock: a running daemon's cycle (or
+        another command's) is waited for, bounded (kit_sync.lock)."""
         from kit_sync.app import open_engine
+        from kit_sync.lock import StateLock
 
-        engine = open_engine(self.load())
-        try:
-            yield engine
-        finally:
-            if engine.sources is not None:
-                engine.sources.close()
-            engine.backend.close()
-            engine.state.close()
+        loaded = self.load()
+        with StateLock(loaded.config.state_path()).cycle():
+            engine = open_engine(loaded)
+            try:
+                yield engine
+            finally:
+                if engine.sources is not None:
+                    engine.sources.close()
+                engine.backend.close()
+                engine.state.close()
 
     def formatter(self, as_json: bool = False) -> fmt.Formatter:
         if as_json:
@@ -529,17 +534,29 @@ def run(ctx: typer.Context) -> None:
     SIGHUP reloads the config now."""
     from kit_sync.app import open_engine
     from kit_sync.daemon import Daemon
+    from kit_sync.lock import StateLock
 
     o = opts(ctx)
     loaded = o.load()
+    lock = StateLock(loaded.config.state_path())
+    lock.hold_daemon()  # a second daemon on this state exits here: "already running"
     engine = open_engine(loaded)
+    daemon = Daemon(engine, loaded.config, skip_bad_rows=o.skip_bad_rows, lock=lock)
     try:
-        Daemon(engine, loaded.config, skip_bad_rows=o.skip_bad_rows).run_forever()
+        daemon.run_forever()
     finally:
+        if daemon.abandoned:
+            # A backend call that does not return holds a thread the interpreter
+            # would wait for at exit: leave now (state and backend are crash-safe).
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
         if engine.sources is not None:
             engine.sources.close()
         engine.backend.close()
         engine.state.close()
+        lock.release_daemon()
 
 
 # --- status and due ------------------------------------------------------------------------

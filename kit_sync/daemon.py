@@ -26,11 +26,15 @@ from kit_sync.config import Config
 from kit_sync.engine import Engine
 from kit_sync.errors import KitError
 from kit_sync.health import HealthServer, Monitor
+from kit_sync.lock import Busy, StateLock
 
 log = logging.getLogger("kit_sync")
 
 
 #: Settings used when the daemon starts; a change to them needs a restart.
+#: Seconds a stop waits for a cycle stuck in a backend call (SIGTERM stops in < 2 s).
+STOP_GRACE = 1.5
+
 RESTART_NEEDED = ("backend", "state", "timezone", "sync", "health", "digest")
 
 
@@ -42,8 +46,13 @@ class Daemon:
         *,
         skip_bad_rows: bool = False,
         clock: Clock = system_clock,
+        lock: StateLock | None = None,
     ) -> None:
         self.engine = engine
+        #: The state file's cycle lock, shared with `kit-sync sync` and friends.
+        self.state_lock = lock
+        #: Set when a stop could not wait for a hung backend call (see run_forever).
+        self.abandoned = False
         #: Wall time for back-off and health (the scheduler runs on real time too).
         self.clock = clock
         self.skip_bad_rows = skip_bad_rows
@@ -73,6 +82,20 @@ class Daemon:
     def cycle(self) -> None:
         if not self._lock.acquire(blocking=False):
             return  # a cycle is still running (the retry job and the interval met)
+        try:
+            if self.state_lock is None:
+                self._cycle()
+                return
+            # A `kit-sync sync` or `touch` may be running on the same state: wait for it.
+            with self.state_lock.cycle(stop=self.stop) as held:
+                if held:
+                    self._cycle()
+        except Busy as exc:
+            log.warning("skipping this sync cycle: %s", exc)
+        finally:
+            self._lock.release()
+
+    def _cycle(self) -> None:
         ran = False
         try:
             if self.stop.is_set():
@@ -100,7 +123,6 @@ class Daemon:
         finally:
             if ran:
                 self._record_cycle()
-            self._lock.release()
 
     def digest_job(self) -> None:
         """The cron job: send this period's digest unless
@@ -254,7 +276,18 @@ class Daemon:
             while not self.stop.wait(1):
                 pass
         finally:
-            self.scheduler.shutdown(wait=True)
+            self.scheduler.shutdown(wait=False)
+            # A cycle stops between two writes at once; one stuck in a backend call
+            # (a server that does not answer) is not waited for beyond STOP_GRACE:
+            # leaving now is as safe as a kill -9, which kit-sync is built for.
+            if self._lock.acquire(timeout=STOP_GRACE):
+                self._lock.release()
+            else:
+                self.abandoned = True
+                log.warning(
+                    "a backend call is still running; stopping without waiting for it "
+                    "(the next start re-plans from what the backend holds)"
+                )
             if self.server is not None:
                 self.server.stop()
             for signum, handler in old.items():

@@ -405,3 +405,175 @@ def test_health_listen_beyond_this_machine_needs_a_token(
     assert ran.code == (0 if ok else 2), ran.text
     if not ok:
         assert "health" in ran.err and "set health.token" in ran.err
+
+
+# --- 11: one kit-sync at a time on one state file -------------------------------------------
+
+
+def start_run(world: World, *extra_env: tuple[str, str]) -> tuple[subprocess.Popen[bytes], Path]:
+    log = world.dir / f"run-{len(list(world.dir.glob('run-*.log')))}.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kit_sync", "-c", "config.yaml", "run"],
+        cwd=world.dir,
+        env=env() | dict(extra_env),
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+    )
+    return proc, log
+
+
+def stop_run(proc: subprocess.Popen[bytes]) -> int:
+    proc.terminate()
+    try:
+        return proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+@pytest.mark.slow
+def test_a_second_daemon_exits_and_one_shot_commands_wait_for_the_running_cycle(
+    world: World,
+) -> None:
+    from test_service_health import wait_for
+
+    world.write_config(many(40) | {"sync": {"every": "1 second"}})
+    proc, log = start_run(world)
+    try:
+        wait_for(lambda: "cycle done" in log.read_text(), "the daemon's first cycle")
+        second = kit(world.dir, "-c", "config.yaml", "run", timeout=60)
+        assert second.returncode == 2, second.stderr
+        assert f"already running (pid {proc.pid})" in second.stderr
+        # One-shot commands run between the daemon's cycles, never during one.
+        for command in (["sync"], ["status", "--json"], ["touch", "p1@example.com"], ["sync"]):
+            done = kit(world.dir, "-c", "config.yaml", *command)
+            assert done.returncode == 0, done.stderr
+            assert "interrupted" not in done.stderr
+        assert proc.poll() is None
+    finally:
+        assert stop_run(proc) == 0
+    assert "interrupted" not in log.read_text()
+    opens = [t.contact_id for t in world.open_tasks()]
+    assert len(opens) == 40 and len(set(opens)) == 40
+
+
+def test_sync_waits_for_the_cycle_lock_and_gives_up_after_the_bound(world: World) -> None:
+    from test_service_health import wait_for
+
+    from kit_sync.lock import Busy, StateLock
+
+    err = world.dir / "sync.err"
+    with StateLock(world.dir / "state.sqlite").cycle():
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kit_sync", "-c", "config.yaml", "sync"],
+            cwd=world.dir,
+            env=env(),
+            stdout=subprocess.PIPE,
+            stderr=err.open("w"),
+            text=True,
+        )
+        try:
+            wait_for(lambda: "waiting for the sync cycle" in err.read_text(), "sync to wait")
+            assert f"another kit-sync (pid {os.getpid()})" in err.read_text()
+            assert proc.poll() is None  # it waits for us...
+            assert not world.folder.exists() or not list(world.folder.iterdir())
+        except BaseException:
+            proc.kill()
+            raise
+    out, _ = proc.communicate(timeout=60)  # ...and runs once we let go
+    assert proc.returncode == 0, err.read_text()
+    assert "created 2" in out
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from kit_sync.lock import StateLock\n"
+            "with StateLock(Path(sys.argv[1])).cycle():\n"
+            "    print('held', flush=True); time.sleep(60)\n",
+            str(world.dir / "state.sqlite"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        busy = f"another kit-sync \\(pid {holder.pid}\\) has been syncing"
+        with (
+            pytest.raises(Busy, match=busy),
+            StateLock(world.dir / "state.sqlite").cycle(wait=0.5),
+        ):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+# --- 12: SIGTERM while the backend hangs ----------------------------------------------------
+
+
+class Silent:
+    """A TCP server that accepts connections and never answers (a hung backend)."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.conns:
+            conn.close()
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_daemon_at_once_while_a_backend_call_hangs(world: World) -> None:
+    import signal
+    import time
+
+    from test_service_health import wait_for
+
+    silent = Silent()
+    try:
+        data = copy.deepcopy(BASE_CONFIG)
+        data["backend"] = {
+            "type": "caldav",
+            "url": f"http://127.0.0.1:{silent.port}/dav/",
+            "timeout": 120,  # the hung call would last this long
+        }
+        world.write_config(data)
+        proc, log = start_run(world)
+        try:
+            wait_for(lambda: silent.conns, "kit-sync to be waiting on the server")
+            time.sleep(0.5)
+            start = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=15)
+            took = time.monotonic() - start
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert code == 0, log.read_text()
+        assert took < 15
+        text = log.read_text()
+        assert "received SIGTERM; stopping" in text
+        assert "stopping without waiting" in text
+        print(f"SIGTERM with a hung backend call: stopped in {took:.2f} s")
+    finally:
+        silent.close()
