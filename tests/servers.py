@@ -360,6 +360,7 @@ class Cyrus(DavServer):
             "unixhierarchysep: yes\n"
             "caldav_create_default: no\n"
             "caldav_create_attach: no\n"
+            "caldav_create_sched: no\n"
             # The first delivery to a user creates their mailbox (see provision()).
             "autocreate_quota: 0\n"
             "autocreate_post: yes\n"
@@ -381,8 +382,10 @@ class Cyrus(DavServer):
             "SERVICES {\n"
             f'  lmtp cmd="{CYRUS_BIN}/lmtpd -C {conf}" listen="{self.base}/conf/socket/lmtp"'
             " prefork=0\n"
+            # Two httpd processes wait for connections (each new connection would
+            # otherwise start one: ~0.1 s); more are started when needed.
             f'  http cmd="{CYRUS_BIN}/httpd -C {conf}" listen="127.0.0.1:{self.port}"'
-            " prefork=0\n"
+            " prefork=2\n"
             "}\n"
             "EVENTS {\n}\n"
             "DAEMON {\n}\n"

@@ -95,6 +95,49 @@ def test_compressed_answers_carry_weak_etags(cyrus: DavServer) -> None:
         phone.close()
 
 
+def test_a_shared_task_with_a_schedule_tag_is_updated_by_reading_it_back(
+    tmp_path: Path, cyrus: DavServer
+) -> None:
+    """A client turns a kit task into a scheduling object (ORGANIZER and ATTENDEE, as
+    assigning it to someone does): Cyrus answers such a PUT with a Schedule-Tag and
+    no ETag. kit-sync's next update of it reads the stored item back and keeps the
+    client's properties."""
+    kit = Kit(tmp_path, cyrus, cyrus.new_collection())
+    assert kit.sync().ok
+    ann = kit.the_open(ANN)
+    owner = cyrus.auth(kit.collection)[0]  # type: ignore[index]
+    phone = Phone(cyrus, kit.collection)
+    try:
+        text, etag = phone.get(href_of(ann))
+        shared = text.replace(
+            "END:VTODO",
+            f"ORGANIZER:mailto:{owner}@localhost\r\n"
+            "ATTENDEE;PARTSTAT=NEEDS-ACTION:mailto:bob@example.com\r\nEND:VTODO",
+        )
+        r = phone.http.put(
+            phone.url(href_of(ann)),
+            content=shared.encode(),
+            headers={"If-Match": etag, "Content-Type": "text/calendar; charset=utf-8"},
+        )
+        assert r.status_code in (200, 204), r.text
+        assert "schedule-tag" in r.headers and "etag" not in r.headers
+        contacts = [
+            {"name": "Ann Lee", "email": "ann@example.com", "tier": "inner", "notes": "Jazz"},
+            {"name": "Bob Stone", "email": "bob@example.com", "tier": "core"},
+        ]
+        kit.write(contacts)
+        result = kit.sync()
+        assert result.ok, result.failures
+        assert result.counts["updated"] >= 1
+        after, _ = phone.get(href_of(ann))
+        unfolded = after.replace("\r\n ", "").replace("\n ", "")
+        assert "Jazz" in unfolded
+        assert "ATTENDEE" in unfolded and "ORGANIZER" in unfolded
+        assert len(kit.opens(ANN)) == 1
+    finally:
+        phone.close()
+
+
 def test_root_answers_anonymously_and_kit_sync_logs_in(cyrus: DavServer) -> None:
     """Cyrus answers a PROPFIND on its root without asking for credentials, naming no
     principal: kit-sync (auth: auto) logs in with Basic to find the user's lists."""
