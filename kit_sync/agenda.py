@@ -176,9 +176,9 @@ def agenda_text(agenda: Agenda) -> str:
 def agenda_markdown(agenda: Agenda) -> str:
     """A printable page."""
     out = [
-        f"# Catch-up hour — {agenda.today:%A %d %B %Y}",
+        f"# Catch-up hour — {agenda.today:%A} {agenda.today.day} {agenda.today:%B %Y}",
         "",
-        f"{len(agenda.now)} people, {agenda.used} of {agenda.budget} minutes.",
+        f"{_people(len(agenda.now))}, {agenda.used} of {agenda.budget} minutes.",
         "",
     ]
     if not (agenda.now or agenda.to_schedule):
@@ -205,6 +205,10 @@ def agenda_markdown(agenda: Agenda) -> str:
         out += [f"- {_md(e.person.contact.name)}" for e in agenda.left]
         out.append("")
     return "\n".join(out)
+
+
+def _people(n: int) -> str:
+    return "1 person" if n == 1 else f"{n} people"
 
 
 def _md(text: str) -> str:

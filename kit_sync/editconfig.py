@@ -209,6 +209,24 @@ def append_contact(text: str, entry: dict[str, Any]) -> str:
     return result
 
 
+def _where(problem: str, tmp_name: str, name: str, old: str, new: str) -> str:
+    """A problem found in the candidate file, told against the user's file: one on a
+    line of the new entry says "the new entry" (that line is not in the file)."""
+    import difflib
+    import re
+
+    added: set[int] = set()
+    matcher = difflib.SequenceMatcher(None, old.splitlines(), new.splitlines(), autojunk=False)
+    for tag, _, _, j1, j2 in matcher.get_opcodes():
+        if tag in ("insert", "replace"):
+            added.update(range(j1 + 1, j2 + 1))
+    # The config's own problems name the candidate file, the roster's the user's.
+    m = re.match(f"(?:{re.escape(tmp_name)}|{re.escape(name)})" + r":(\d+) ", problem)
+    if m and int(m.group(1)) in added:
+        return "the new entry: " + problem[m.end() :]
+    return problem.replace(tmp_name, name)
+
+
 def _validate(candidate: Path, path: Path) -> Roster:
     """Load `candidate` as if it were `path` (same folder: relative paths agree; the
     state file, which `only: {seen_within}` reads, is `path`'s)."""
@@ -256,7 +274,7 @@ def add_contact(path: Path, entry: dict[str, Any]) -> str:
         try:
             roster = _validate(tmp, path)
         except ConfigError as exc:
-            problems = [p.replace(tmp.name, path.name) for p in exc.problems]
+            problems = [_where(p, tmp.name, path.name, text, new_text) for p in exc.problems]
             raise ConfigError(
                 f"not added: {path.name} would have {len(problems) or 1} problem(s); "
                 "nothing was written",

@@ -88,7 +88,7 @@ def test_add_keeps_every_comment_byte_for_byte(tmp_path: Path, example: Path) ->
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["Ann Other", "--tier", "nosuch"], "nosuch"),
+        (["Ann Other", "--tier", "nosuch"], "the new entry: tier: unknown tier 'nosuch'"),
         (["Ann Other"], "needs a tier or an every"),
         (["Ann Other", "--every", "often"], "'often' is not an interval"),
         (["Ann Other", "--tier", "core", "--every", "2 weeks"], "not both"),
