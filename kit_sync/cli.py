@@ -60,9 +60,12 @@ class KitGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except KitError as exc:
-            from kit_sync.logs import redact
+            from kit_sync.logs import json_mode, redact
 
-            typer.echo(redact(f"kit-sync: {exc}"), err=True)
+            if json_mode():  # one JSON object, problems and all
+                log.error("%s", exc, extra={"exit_code": exc.exit_code})
+            else:
+                typer.echo(redact(f"kit-sync: {exc}"), err=True)
             raise typer.Exit(exc.exit_code) from None
         except _ClickUsageError as exc:
             name = ctx.invoked_subcommand

@@ -10,6 +10,7 @@ client library's exception text or traceback is not under our control.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -170,14 +171,115 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
+class JsonLines(io.TextIOBase):
+    """stderr under --log-format json: whatever else writes there (a library's print,
+    click's usage error, a warning) leaves as one JSON object per line too."""
+
+    def __init__(self, raw: TextIO) -> None:
+        self.raw = raw
+        self._pending = ""
+        self._lock = threading.Lock()
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self.raw.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.raw, "encoding", "utf-8") or "utf-8"
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self._pending += text
+            *lines, self._pending = self._pending.split("\n")
+            for line in lines:
+                self._emit(line)
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._pending.strip():
+                self._emit(self._pending)
+            self._pending = ""
+        self.raw.flush()
+
+    def _emit(self, line: str) -> None:
+        if not line.strip():
+            return
+        record = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "level": "error",
+            "logger": "stderr",
+            "message": redact(line.rstrip()),
+        }
+        self.raw.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.raw.flush()
+
+
+_json_mode = False
+
+
+def json_mode() -> bool:
+    """Is --log-format json in effect (errors must leave as JSON objects)?"""
+    return _json_mode
+
+
+def _log_uncaught(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, tb)
+        return
+    logging.getLogger("kit_sync").critical(
+        "kit-sync stopped on an internal error: %s: %s",
+        kind.__name__,
+        value,
+        exc_info=(kind, value, tb),
+    )
+
+
+def _log_thread_uncaught(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is None:
+        return
+    logging.getLogger("kit_sync").critical(
+        "internal error in thread %s: %s",
+        args.thread.name if args.thread else "?",
+        args.exc_value,
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+    )
+
+
 def setup_logging(level: str = "info", fmt: str = "text", stream: TextIO | None = None) -> None:
+    global _json_mode
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    out = stream if stream is not None else sys.stderr
+    if isinstance(out, JsonLines):
+        out = out.raw
+    handler = logging.StreamHandler(out)
+    _json_mode = fmt == "json"
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
+        # Everything the process prints to its log stream is one JSON object per
+        # line: tracebacks (as the "error" field of one object), warnings, and any
+        # other text that reaches stderr.
+        if stream is None:
+            sys.stderr = JsonLines(out)
+        sys.excepthook = _log_uncaught
+        threading.excepthook = _log_thread_uncaught
+        logging.captureWarnings(True)
     else:
+        # (back to plain text: undo what a json setup in this process installed)
+        if isinstance(sys.stderr, JsonLines):
+            sys.stderr = sys.stderr.raw
+        if sys.excepthook is _log_uncaught:
+            sys.excepthook = sys.__excepthook__
+        if threading.excepthook is _log_thread_uncaught:
+            threading.excepthook = threading.__excepthook__
         handler.setFormatter(TextFormatter(timestamps="JOURNAL_STREAM" not in os.environ))
     root.addHandler(handler)
     root.setLevel(logging.WARNING)

@@ -577,3 +577,69 @@ def test_sigterm_stops_the_daemon_at_once_while_a_backend_call_hangs(world: Worl
         print(f"SIGTERM with a hung backend call: stopped in {took:.2f} s")
     finally:
         silent.close()
+
+
+# --- 13: --log-format json for everything on the log stream ----------------------------------
+
+CRASH = """
+import sys, threading, warnings
+import kit_sync.engine as engine
+
+def boom(self, *args, **kwargs):
+    warnings.warn("a library's deprecation warning")
+    print("a library printing to stderr\\nover two lines", file=sys.stderr)
+    threading.Thread(target=lambda: 1 / 0, name="helper").start()
+    raise RuntimeError("a bug nobody caught")
+
+engine.Engine.run_cycle = boom
+from kit_sync.cli import main
+main(sys.argv[1:])
+"""
+
+
+def json_records(text: str) -> list[dict[str, object]]:
+    import json
+
+    return [json.loads(line) for line in text.splitlines()]  # each line one object
+
+
+def test_json_logs_keep_tracebacks_warnings_and_stray_text_as_json_objects(
+    world: World,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", CRASH, "--log-format", "json", "-c", "config.yaml", "sync"],
+        cwd=world.dir,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1
+    records = json_records(done.stderr)
+    crash = [r for r in records if r["level"] == "critical" and "a bug nobody" in str(r["message"])]
+    assert len(crash) == 1
+    assert "Traceback" in str(crash[0]["error"]) and "RuntimeError" in str(crash[0]["error"])
+    thread = [r for r in records if "ZeroDivisionError" in str(r.get("error", ""))]
+    assert len(thread) == 1 and "helper" in str(thread[0]["message"])
+    messages = [str(r["message"]) for r in records]
+    assert any("deprecation warning" in m for m in messages)
+    assert "a library printing to stderr" in messages and "over two lines" in messages
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["-c", "missing.yaml", "sync"], ["-c", "config.yaml", "sync", "--no-such-option"]],
+    ids=["config-error", "usage-error"],
+)
+def test_json_logs_keep_errors_as_json_objects(world: World, args: list[str]) -> None:
+    data = copy.deepcopy(BASE_CONFIG)
+    data["tiers"]["inner"]["every"] = "sometimes"
+    done = kit(world.dir, "--log-format", "json", *args)
+    assert done.returncode == 2
+    assert json_records(done.stderr)
+    world.write_config(data)
+    done = kit(world.dir, "--log-format", "json", "-c", "config.yaml", "sync")
+    assert done.returncode == 2
+    (record,) = json_records(done.stderr)  # the problem list stays in one object
+    assert "sometimes" in str(record["message"]) and record["exit_code"] == 2
