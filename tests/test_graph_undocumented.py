@@ -202,6 +202,32 @@ def test_task_completed_meanwhile_is_not_deleted_when_if_match_is_ignored(
     assert kept and kept[0].props["status"] == "completed"
 
 
+def test_task_deleted_meanwhile_is_recreated_not_a_failure(
+    world: GraphWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pre-read of the update batch answers 404: the task was deleted after it
+    was planned. That is the outcome (gone), not a failed dependency."""
+    world.sync()
+    target = world.the_open("person-0001")
+    original = GraphBackend.update_task
+    raced: list[str] = []
+
+    def racing(self: GraphBackend, task: KitTask, change: TaskChange) -> KitTask:
+        if task.href == target.href and not raced:
+            raced.append(task.href)
+            world.ms.graph.app_delete(world.mailbox, target.href)
+        return original(self, task, change)
+
+    monkeypatch.setattr(GraphBackend, "update_task", racing)
+    world.config["tiers"]["inner"]["every"] = "4 weeks"
+    world.write()
+    result = world.sync()
+    assert raced == [target.href]
+    assert result.ok, result.failures
+    assert len(world.open_tasks()) == 3
+    assert world.the_open("person-0001").href != target.href
+
+
 # --- 3. HTML body on update ----------------------------------------------------------------
 
 

@@ -951,9 +951,17 @@ class GraphBackend(Backend):
         planned. The usual answer to that is a 412 on the PATCH; if the PATCH went
         through anyway, the service ignored If-Match: put back what it overwrote."""
         pre = answers.get("0") or {}
-        if not _ok(int(pre.get("status") or 0)) or not self._moved(pre.get("body"), raw, task):
-            return
         what = f"task {task.href} ({task.contact_id})"
+        pre_status = int(pre.get("status") or 0)
+        if not _ok(pre_status):
+            if int(answers.get("1", {}).get("status") or 0) == 424:
+                # The write was not sent because the read failed: that read's answer
+                # (404: deleted meanwhile) is the outcome.
+                self._set_pending(task.href, None)
+                raise _error(pre_status, pre.get("body"), what, pre.get("headers"))
+            return
+        if not self._moved(pre.get("body"), raw, task):
+            return
         if not _ok(int(answers.get("1", {}).get("status") or 0)):
             return  # refused (412): the caller raises the Conflict
         before = pre["body"]
