@@ -34,7 +34,7 @@ state_dir = {d}/state
 instance_name = kit-dovecot-{port}
 listen = 127.0.0.1
 protocols = imap
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 log_path = {d}/dovecot.log
@@ -69,7 +69,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {imaps_port}
   }}
 }}
 service anvil {{
@@ -86,8 +87,11 @@ class Dovecot:
     user = "me@example.com"
     password = "imap-s3cret"
 
-    def __init__(self, *, port: int | None = None) -> None:
+    def __init__(self, *, port: int | None = None, tls: tuple[Path, Path] | None = None) -> None:
         self.port = port or free_port()
+        #: (certificate, key): STARTTLS on `port` and implicit TLS on `imaps_port`.
+        self.tls = tls
+        self.imaps_port = free_port() if tls else 0
         # Not under pytest's tmp_path: that is 0700 root in CI, and the server runs
         # as the dovecot user.
         self.dir = Path(tempfile.mkdtemp(prefix="kit-dovecot-"))
@@ -100,9 +104,16 @@ class Dovecot:
             (self.dir / sub).mkdir(exist_ok=True)
         (self.dir / "users").write_text(f"{self.user}:{{PLAIN}}{self.password}\n")
         config = self.dir / "dovecot.conf"
+        ssl = "ssl = no"
+        if self.tls:
+            for name, source in zip(("cert.pem", "key.pem"), self.tls, strict=True):
+                shutil.copyfile(source, self.dir / name)
+            ssl = f"ssl = yes\nssl_cert = <{self.dir}/cert.pem\nssl_key = <{self.dir}/key.pem"
         config.write_text(
             CONFIG.format(
                 d=self.dir,
+                ssl=ssl,
+                imaps_port=self.imaps_port,
                 port=self.port,
                 user=run_as.pw_name,
                 group=_group(run_as.pw_gid),

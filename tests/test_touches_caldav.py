@@ -224,6 +224,7 @@ def test_past_meeting_regenerates_from_its_day_and_ignored_ones_do_not(
     calendar.put(vevent(meeting, attendees={"ann@example.com": "ACCEPTED"}))
     calendar.put(vevent(meeting, attendees={"bob@example.com": "ACCEPTED"}, status="CANCELLED"))
     calendar.put(vevent(meeting, attendees={"bob@example.com": "DECLINED"}))
+    calendar.put(vevent(meeting, attendees={"stranger@elsewhere.example": "ACCEPTED"}))
     later = datetime(2026, 3, 12, 10, 0, tzinfo=BERLIN)  # still ahead at the next sync
     calendar.put(vevent(later, attendees={"bob@example.com": "TENTATIVE"}))
 
@@ -238,6 +239,8 @@ def test_past_meeting_regenerates_from_its_day_and_ignored_ones_do_not(
     )
     assert world.the_open(ANN).due == date(2026, 3, 26)  # 5 March + 3 weeks
     assert completed(world, BOB) == []
+    for path in world.dir.glob("state.sqlite*"):  # people not on the roster: no trace
+        assert b"stranger" not in path.read_bytes() and b"elsewhere" not in path.read_bytes()
 
     # The future meeting has happened by the next sync: it counts then, though the
     # server reports no change.

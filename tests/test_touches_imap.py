@@ -441,3 +441,37 @@ def test_a_crash_between_the_writes_of_a_detected_touch_loses_and_doubles_nothin
     nxt = world.the_open(ANN)
     assert nxt.due == date(2026, 3, 25) and nxt.meta.from_uid == first.uid
     assert sum(world.sync().counts.values()) == 0
+
+
+@pytest.mark.parametrize("security", ["ssl", "starttls"])
+def test_tls_with_the_servers_ca_bundle_and_a_refused_unknown_certificate(
+    tmp_path: Path, security: str
+) -> None:
+    from imap_server import running
+    from servers import self_signed
+
+    from kit_sync.config import ImapSourceConfig
+    from kit_sync.touches.base import SourceUnavailable
+    from kit_sync.touches.imap import ImapSource
+    from kit_sync.touches.match import AddressBook
+
+    require_dovecot()
+    cert, key = self_signed(tmp_path / "tls")
+    with running(tls=(cert, key)) as server:
+        server.append("Sent", datetime(2026, 3, 3, 9, 0, tzinfo=NY), to="ann@example.com")
+        section = imap_section(server, security=security, verify=str(cert))
+        section["port"] = server.imaps_port if security == "ssl" else server.port
+        book = AddressBook([("ann@example.com", ANN)])
+        window = (datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 3, 10, tzinfo=UTC))
+        source = ImapSource(ImapSourceConfig.model_validate(section), NY)
+        try:
+            found = source.fetch_touches(book, *window, None)
+        finally:
+            source.close()
+        assert [t.contact_id for t in found.touches] == [ANN]
+
+        section.pop("verify")  # the system's CAs do not know this certificate
+        untrusted = ImapSource(ImapSourceConfig.model_validate(section), NY)
+        with pytest.raises(SourceUnavailable) as err:
+            untrusted.fetch_touches(book, *window, None)
+        assert "TLS failed" in str(err.value) and "verify" in str(err.value)
