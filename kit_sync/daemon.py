@@ -67,6 +67,9 @@ class Daemon:
         self.listen = config.health.listen
         token = config.health.token
         self.health_token = token.get_secret_value() if token is not None else None
+        feed = config.calendar
+        #: The feed file served at /calendar.ics (with health.token), if any.
+        self.calendar = feed.path if feed is not None and feed.serve else None
         self.monitor = Monitor(self.every, metrics=self.listen is not None, clock=self.clock)
         if self.listen is not None:
             engine.timing = self.monitor.timing  # backend call latency for /metrics
@@ -260,7 +263,14 @@ class Daemon:
     def run_forever(self) -> None:
         self._record_cycle(counted=False)  # healthy at once if the last run was
         if self.listen is not None:
-            self.server = HealthServer(self.listen, self.monitor, self.health_token).start()
+            if self.calendar is not None and self.health_token is None:
+                log.warning(
+                    "not serving /calendar.ics: set health.token (a secret calendar apps "
+                    "send as ?token=...) to serve the calendar feed"
+                )
+            self.server = HealthServer(
+                self.listen, self.monitor, self.health_token, calendar=self.calendar
+            ).start()
             if self.monitor.metrics is None:
                 log.warning(
                     "/metrics needs prometheus-client: pip install 'kit-sync[metrics]'; "

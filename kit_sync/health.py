@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import parse_qs
 
 from kit_sync.clock import Clock, system_clock
 from kit_sync.errors import UsageError
@@ -248,6 +249,7 @@ def parse_listen(listen: str) -> tuple[str, int]:
 class _Handler(BaseHTTPRequestHandler):
     monitor: ClassVar[Monitor]
     token: ClassVar[str | None] = None
+    calendar: ClassVar[Path | None] = None  # the feed file served at /calendar.ics
     server_version = "kit-sync"
     sys_version = ""
 
@@ -257,9 +259,12 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         sent = self.headers.get("Authorization", "")
         scheme, _, value = sent.partition(" ")
-        ok = scheme.lower() == "bearer" and hmac.compare_digest(
-            value.strip().encode(), self.token.encode()
-        )
+        if scheme.lower() != "bearer":
+            # Calendar apps subscribe to a URL and cannot send a header: the feed
+            # also takes the token as ?token=... (and nothing else does).
+            path, _, query = self.path.partition("?")
+            value = parse_qs(query).get("token", [""])[0] if path == "/calendar.ics" else ""
+        ok = bool(value) and hmac.compare_digest(value.strip().encode(), self.token.encode())
         if not ok:
             self.send_response(401)
             self.send_header("WWW-Authenticate", 'Bearer realm="kit-sync"')
@@ -279,6 +284,8 @@ class _Handler(BaseHTTPRequestHandler):
             verdict = self.monitor.health()
             body = json.dumps(verdict.as_dict(), ensure_ascii=False).encode() + b"\n"
             self._send(200 if verdict.ok else 503, body, "application/json")
+        elif path == "/calendar.ics":
+            self._calendar()
         elif path == "/metrics":
             if self.monitor.metrics is None:
                 self._send(
@@ -291,6 +298,22 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, body, ctype)
         else:
             self._send(404, b"not found; try /healthz or /metrics\n", "text/plain; charset=utf-8")
+
+    def _calendar(self) -> None:
+        if self.calendar is None or self.token is None:
+            why = (
+                b"the calendar feed is served only with health.token set"
+                if self.calendar is not None
+                else b"no calendar feed: set calendar.path in the config"
+            )
+            self._send(404, why + b"\n", "text/plain; charset=utf-8")
+            return
+        try:
+            body = self.calendar.read_bytes()
+        except FileNotFoundError:
+            self._send(503, b"the feed is written after the first sync\n", "text/plain")
+            return
+        self._send(200, body, "text/calendar; charset=utf-8")
 
     def do_HEAD(self) -> None:
         self.do_GET()
@@ -313,10 +336,17 @@ class HealthServer:
     """`/healthz` and `/metrics` on a background thread. Start with `start()`,
     stop with `stop()` (both idempotent)."""
 
-    def __init__(self, listen: str, monitor: Monitor, token: str | None = None) -> None:
+    def __init__(
+        self,
+        listen: str,
+        monitor: Monitor,
+        token: str | None = None,
+        calendar: Path | None = None,
+    ) -> None:
         self.listen = listen
         host, port = parse_listen(listen)
-        handler = type("Handler", (_Handler,), {"monitor": monitor, "token": token})
+        attrs = {"monitor": monitor, "token": token, "calendar": calendar}
+        handler = type("Handler", (_Handler,), attrs)
         try:
             self.httpd = ThreadingHTTPServer((host, port), handler)
         except OSError as exc:

@@ -377,3 +377,62 @@ def test_near_command(tmp_path: Path) -> None:
     assert nobody.exit_code == 0 and "nobody on the roster lives in Oslo" in nobody.output
     missing = runner.invoke(app, ["--config", str(w.config_path), "near"])
     assert missing.exit_code == 2
+
+
+def test_the_daemon_serves_the_feed_only_with_the_token(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    from test_service_health import free_port, wait_for
+
+    port = free_port()
+    token = "feed-secret-4711"
+    World(
+        tmp_path,
+        config(
+            calendar={"path": "kit.ics"},
+            health={"listen": f"127.0.0.1:{port}", "token": {"env": "FEED_TOKEN"}},
+        ),
+    )
+    base = f"http://127.0.0.1:{port}/calendar.ics"
+
+    def get(url: str, bearer: str | None = None) -> tuple[int, bytes]:
+        request = urllib.request.Request(url)
+        if bearer is not None:
+            request.add_header("Authorization", f"Bearer {bearer}")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+        except OSError:
+            return 0, b""
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KIT_SYNC")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kit_sync", "-c", "config.yaml", "run"],
+        cwd=tmp_path,
+        env=env | {"FEED_TOKEN": token},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: get(f"{base}?token={token}")[0] == 200, "the feed", timeout=120)
+        assert get(base)[0] == 401  # a subscription fetch without the token
+        assert get(f"{base}?token=wrong")[0] == 401
+        assert get(base, "wrong")[0] == 401
+        status, body = get(base, token)
+        assert status == 200
+        events = Calendar.from_ical(body).walk("VEVENT")
+        assert {str(e["SUMMARY"]) for e in events} == {
+            "Keep in touch with Ann Lee",
+            "Keep in touch with Bob Stone",
+        }
+        assert get(f"http://127.0.0.1:{port}/healthz?token={token}")[0] == 401  # header only
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
