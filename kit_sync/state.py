@@ -1,5 +1,5 @@
 """Local state in SQLite: touch journal, what was seen on the backend, action and
-cycle journals, sync tokens.
+cycle journals, sync tokens, and the one listing cache of the network backends.
 
 Everything here except the touch journal can be rebuilt from the backend; the
 journal keeps "last contacted" when the user purges completed tasks. Deleting the
@@ -9,11 +9,12 @@ which tasks exist, so no duplicate is created.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -26,7 +27,9 @@ from kit_sync.files import disk_full_message, is_full, prepare_private_db, read_
 from kit_sync.logs import redact
 from kit_sync.model import Touch
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# Version 3: the network backends' listing caches (CalDAV's own SQLite file, Exchange's
+# JSON blob in `tokens`, Graph's one token per item) became the `listing_*` tables.
 
 #: Columns added after a schema version: (version, table, column, SQL type).
 #: Version 2: the kind and time of a touch a touch source detected.
@@ -97,6 +100,22 @@ CREATE TABLE IF NOT EXISTS local_files (
     kind TEXT NOT NULL,
     info TEXT,
     PRIMARY KEY (folder, name)
+);
+CREATE TABLE IF NOT EXISTS listing_items (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    href TEXT NOT NULL,
+    etag TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    info TEXT,
+    data BLOB,
+    PRIMARY KEY (scope, key)
+);
+CREATE TABLE IF NOT EXISTS listing_meta (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (scope, key)
 );
 """
 
@@ -292,9 +311,15 @@ class State:
                 have = {r["name"] for r in self.db.execute(f"PRAGMA table_info({table})")}
                 if column not in have:
                     self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+            if row is not None and int(row["value"]) < 3:
+                _migrate_listing_caches(self.db, self.path)
             self.db.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
+
+    def listing_cache(self) -> ListingCache:
+        """The listing cache of the network backends, in this file."""
+        return ListingCache(self.db)
 
     def _now(self) -> str:
         return self.clock().astimezone(UTC).isoformat(timespec="microseconds")
@@ -582,6 +607,194 @@ class State:
                 "INSERT OR REPLACE INTO local_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(folder, *row) for row in rows],
             )
+
+
+# --- the listing cache of the network backends ------------------------------------------
+
+
+@dataclass(frozen=True)
+class CachedItem:
+    """One item of a backend's listing as last seen: where it is, its version, and the
+    backend's own reading of it (JSON), so an unchanged item is not fetched again."""
+
+    href: str
+    etag: str  # ETag (CalDAV), change key (Exchange), @odata.etag (Graph)
+    kind: str = "task"  # task | problem | foreign
+    info: str | None = None
+    data: bytes | None = None  # the raw item, where a backend keeps it (CalDAV)
+
+
+class ListingCache:
+    """What a network backend listed, per scope (one task list): its items, the sync
+    token that covers them and a few small values (meta).
+
+    A listing and the token that covers it commit in ONE transaction, so after a crash
+    the token never claims items the cache does not hold. Only a cache: losing it
+    costs one full listing, never a task."""
+
+    TOKEN = "token"
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return transaction(self.db)
+
+    def get(self, scope: str, key: str) -> str | None:
+        row = self.db.execute(
+            "SELECT value FROM listing_meta WHERE scope = ? AND key = ?", (scope, key)
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def put(self, scope: str, key: str, value: str | None) -> None:
+        if value is None:
+            self.db.execute("DELETE FROM listing_meta WHERE scope = ? AND key = ?", (scope, key))
+        else:
+            self.db.execute(
+                "INSERT OR REPLACE INTO listing_meta VALUES (?, ?, ?)", (scope, key, value)
+            )
+
+    def meta(self, scope: str) -> dict[str, str]:
+        rows = self.db.execute(
+            "SELECT key, value FROM listing_meta WHERE scope = ?", (scope,)
+        ).fetchall()
+        return {str(k): str(v) for k, v in rows}
+
+    def load(self, scope: str) -> dict[str, CachedItem]:
+        rows = self.db.execute(
+            "SELECT key, href, etag, kind, info FROM listing_items WHERE scope = ?", (scope,)
+        ).fetchall()
+        return {str(k): CachedItem(h, e, kind, info) for k, h, e, kind, info in rows}
+
+    def data(self, scope: str, key: str, etag: str) -> bytes | None:
+        row = self.db.execute(
+            "SELECT data FROM listing_items WHERE scope = ? AND key = ? AND etag = ?",
+            (scope, key, etag),
+        ).fetchone()
+        return bytes(row[0]) if row and row[0] is not None else None
+
+    def save_listing(
+        self,
+        scope: str,
+        token: str | None,
+        fresh: dict[str, CachedItem],
+        removed: Iterable[str] = (),
+        *,
+        keep: set[str] | None = None,
+        meta: dict[str, str | None] | None = None,
+    ) -> None:
+        """One listing in one transaction: the items fetched, those gone, the token
+        that covers them and any meta values. `keep`: after a full listing, every key
+        the server still has (the rest is dropped)."""
+        gone = set(removed)
+        with self.transaction() as db:
+            if keep is not None:
+                rows = db.execute("SELECT key FROM listing_items WHERE scope = ?", (scope,))
+                gone |= {k for (k,) in rows.fetchall()} - keep
+            db.executemany(
+                "DELETE FROM listing_items WHERE scope = ? AND key = ?",
+                [(scope, k) for k in gone],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO listing_items VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(scope, k, i.href, i.etag, i.kind, i.info, i.data) for k, i in fresh.items()],
+            )
+            for key, value in {self.TOKEN: token, **(meta or {})}.items():
+                self.put(scope, key, value)
+
+    def save_writes(
+        self, scope: str, writes: Iterable[tuple[str, CachedItem | None, str | None]]
+    ) -> None:
+        """Our own writes, in order: (key, item or None for a delete, the etag it
+        replaced). Each is a compare-and-swap on that etag, so a slower process never
+        puts back an older version."""
+        with self.transaction() as db:
+            for key, item, before in writes:
+                if item is None:
+                    db.execute(
+                        "DELETE FROM listing_items WHERE scope = ? AND key = ? AND etag = ?",
+                        (scope, key, before or ""),
+                    )
+                    continue
+                row = (scope, key, item.href, item.etag, item.kind, item.info, item.data)
+                if before is None:
+                    db.execute(
+                        "INSERT OR IGNORE INTO listing_items VALUES (?, ?, ?, ?, ?, ?, ?)", row
+                    )
+                else:
+                    db.execute(
+                        "UPDATE listing_items SET href = ?, etag = ?, kind = ?, info = ?, "
+                        "data = ? WHERE scope = ? AND key = ? AND etag = ?",
+                        (*row[2:], scope, key, before),
+                    )
+
+    def clear(self, prefix: str) -> None:
+        """Forget every scope whose name starts with `prefix`."""
+        args = (prefix, prefix + "\U0010ffff")
+        with self.transaction() as db:
+            db.execute("DELETE FROM listing_items WHERE scope >= ? AND scope < ?", args)
+            db.execute("DELETE FROM listing_meta WHERE scope >= ? AND scope < ?", args)
+
+
+def _migrate_listing_caches(db: sqlite3.Connection, path: Path) -> None:
+    """Schema 2 -> 3, inside the migration's transaction: Exchange's JSON blob and
+    Graph's per-item tokens move into the listing tables (the first cycle after the
+    upgrade stays one request); CalDAV's cache file beside the state DB is deleted
+    (its parsed items were read by older code and would be read afresh anyway)."""
+    rows = db.execute("SELECT key, value FROM tokens").fetchall()
+    graph: dict[str, dict[str, str]] = {}
+    for key, value in rows:
+        key, value = str(key), str(value)
+        if key.startswith("exchange:"):
+            _migrate_exchange(db, key, value)
+            db.execute("DELETE FROM tokens WHERE key = ?", (key,))
+        elif key.startswith("graph:") and key.count(":") >= 2:
+            scope, _, rest = key.partition(":")[2].partition(":")
+            graph.setdefault("graph:" + scope, {})[rest] = value
+            db.execute("DELETE FROM tokens WHERE key = ?", (key,))
+    for scope, values in graph.items():
+        for rest, value in values.items():
+            if rest.startswith("t:"):
+                try:
+                    raw = json.loads(value)
+                    item = (scope, rest[2:], rest[2:], str(raw.get("@odata.etag") or ""))
+                except (ValueError, AttributeError):
+                    continue
+                db.execute(
+                    "INSERT OR REPLACE INTO listing_items VALUES (?, ?, ?, ?, 'task', ?, NULL)",
+                    (*item, value),
+                )
+            else:
+                name = ListingCache.TOKEN if rest == "delta" else rest
+                db.execute(
+                    "INSERT OR REPLACE INTO listing_meta VALUES (?, ?, ?)", (scope, name, value)
+                )
+    for suffix in ("", "-wal", "-shm"):
+        old = path.with_name(path.stem + ".caldav-cache.sqlite" + suffix)
+        with contextlib.suppress(OSError):
+            old.unlink()
+
+
+def _migrate_exchange(db: sqlite3.Connection, scope: str, text: str) -> None:
+    try:
+        raw = json.loads(text)
+        if raw.get("v") != 1:
+            return
+        items = raw.get("items") or {}
+        meta = {"folder": raw.get("folder"), "version": raw.get("version")}
+        meta[ListingCache.TOKEN] = raw.get("sync")
+        for item_id, entry in items.items():
+            db.execute(
+                "INSERT OR REPLACE INTO listing_items VALUES (?, ?, ?, ?, 'task', ?, NULL)",
+                (scope, item_id, item_id, str(entry["ck"]), json.dumps(entry)),
+            )
+        for key, value in meta.items():
+            if value is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO listing_meta VALUES (?, ?, ?)", (scope, key, value)
+                )
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return  # unreadable: the first cycle lists the folder afresh
 
 
 def read_last_touches(path: Path) -> dict[str, date]:

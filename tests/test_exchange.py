@@ -242,14 +242,10 @@ def test_lost_state_db_rebuilds_from_the_mailbox_without_duplicates(world: Excha
 def test_a_sync_state_the_server_rejects_means_reading_the_folder_again(
     world: ExchangeWorld,
 ) -> None:
-    import json
-
     world.sync()
-    key = f"exchange:{world.email.lower()}:"
+    scope = f"exchange:{world.email.lower()}:"
     state = State(world.dir / "state.sqlite")
-    data = json.loads(state.get_token(key) or "{}")
-    data["sync"] = "bm90IGEgc3luYyBzdGF0ZQ=="
-    state.set_token(key, json.dumps(data))
+    state.listing_cache().put(scope, "token", "bm90IGEgc3luYyBzdGF0ZQ==")
     state.close()
     world.server.reset_log()
     result = world.sync()
@@ -767,7 +763,7 @@ def test_changes_are_read_page_by_page(
 def test_an_unreadable_cache_means_reading_the_folder_again(world: ExchangeWorld) -> None:
     world.sync()
     state = State(world.dir / "state.sqlite")
-    state.set_token(f"exchange:{world.email.lower()}:", "{broken")
+    state.db.execute("UPDATE listing_items SET info = '{broken' WHERE scope LIKE 'exchange:%'")
     state.close()
     assert world.sync().plan.actions == []
     assert_one_open_each(world, ANN, BOB)

@@ -263,10 +263,11 @@ def test_expired_delta_link_resets_to_one_full_listing(world: GraphWorld) -> Non
 def test_garbled_delta_link_resets_too(world: GraphWorld) -> None:
     world.sync()
     state = world.state()
-    key = next(k for k in state.tokens("graph:") if k.endswith(":delta"))
-    link = state.get_token(key)
+    cache = state.listing_cache()
+    (scope,) = {r[0] for r in state.db.execute("SELECT scope FROM listing_meta")}
+    link = cache.get(scope, "token")
     assert link
-    state.set_token(key, link.split("$deltatoken=")[0] + "$deltatoken=not-a-token")
+    cache.put(scope, "token", link.split("$deltatoken=")[0] + "$deltatoken=not-a-token")
     state.close()
     result = world.sync()
     assert result.ok and sum(result.counts.values()) == 0

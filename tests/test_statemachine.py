@@ -195,9 +195,6 @@ class CaldavAdapter(Adapter):
     styles: ClassVar[list[str]] = [
         "utc", "floating", "tzid", "percent", "thunderbird", "tasks.org", "nextcloud",
     ]  # fmt: skip
-    cache_files: ClassVar[list[str]] = [
-        f"state.caldav-cache.sqlite{s}" for s in ("", "-wal", "-shm")
-    ]
     server: ClassVar[DavServer]
 
     def __init__(self, tmp: Path, clock: Clock) -> None:
@@ -270,10 +267,14 @@ class CaldavAdapter(Adapter):
         if isinstance(self.server, Radicale):
             self.server.forget_sync_tokens(self.collection)  # 403 DAV:valid-sync-token
             return
-        cache = self.tmp / "state.caldav-cache.sqlite"
-        if cache.exists():
-            with sqlite3.connect(cache) as db:  # Xandikos: 412 for a token never issued
-                db.execute("UPDATE meta SET value = ? WHERE key LIKE 'token|%'", ("0" * 40,))
+        state = self.tmp / "state.sqlite"
+        if state.exists():
+            with sqlite3.connect(state) as db:  # Xandikos: 412 for a token never issued
+                db.execute(
+                    "UPDATE listing_meta SET value = ? WHERE scope LIKE 'caldav:%' "
+                    "AND key = 'token'",
+                    ("0" * 40,),
+                )
         if daemon is not None:
             daemon.backend._token = "0" * 40  # type: ignore[attr-defined]
 

@@ -13,8 +13,8 @@ How a cycle talks to the server:
   fresh full listing and a new real token; caldav's own fallback (a fake token and
   a full listing on every cycle) is switched off with ``disable_fallback=True``. A
   server without sync-collection is listed by ETags (a Depth-1 PROPFIND) instead.
-- The cache (items + token) lives in memory between the daemon's cycles and in a
-  small SQLite file beside the state DB, written in one transaction per listing,
+- The cache (items + token) lives in memory between the daemon's cycles and in the
+  state DB's one listing cache (state.ListingCache), written in one transaction per listing,
   so a new `kit-sync sync` process is also one request when idle.
 - Writes are conditional and sent as exact bytes: create with
   ``If-None-Match: *`` (never a UID search first), update and delete with
@@ -36,7 +36,6 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote, unquote, urljoin, urlsplit
 from zoneinfo import ZoneInfo
@@ -130,7 +129,6 @@ class CaldavBackend(Backend):
         self._mode = "sync"  # or "etag": the server does not do sync-collection
         self._unsaved: list[tuple[str, _Item | None, str | None]] = []
         self._cache: _Cache | None = None
-        self._cache_path: Path | None = None
         self._identity = f"{mask_url(self.url)}|{config.username or ''}"
         self._list_key = f"collection|{self._identity}|{config.task_list or ''}"
         #: HTTP requests sent by this backend (tests and benchmarks count them).
@@ -139,23 +137,17 @@ class CaldavBackend(Backend):
     # --- state ----------------------------------------------------------------------------
 
     def bind_state(self, state: State) -> None:
-        """Keep the listing cache in a file beside the state DB (the engine calls this)."""
-        path = Path(state.path)
-        self._cache_path = path.with_name(path.stem + ".caldav-cache.sqlite")
-
-    def _open_cache(self) -> None:
-        if self._cache is not None or self._cache_path is None:
-            return
+        """Keep the listing cache in the state DB (the engine calls this)."""
         try:
-            self._cache = _Cache(self._cache_path)
-        except (sqlite3.Error, OSError) as exc:
+            self._cache = _Cache(state.listing_cache())
+        except sqlite3.Error as exc:
             log.warning(
-                "cannot use the CalDAV cache %s (%s); every new process lists the whole "
-                "task list once",
-                self._cache_path,
+                "cannot use the listing cache in %s (%s); every new process lists the "
+                "whole task list once",
+                state.path,
                 exc,
             )
-            self._cache_path = None
+            self._cache = None
 
     # --- connecting -----------------------------------------------------------------------
 
@@ -181,7 +173,6 @@ class CaldavBackend(Backend):
         """The caldav client and the task list's URL (from the cache file, else found)."""
         if self._calendar is not None:
             return
-        self._open_cache()
         cfg = self.config
         auth = self._auth_type()
         try:
@@ -233,7 +224,7 @@ class CaldavBackend(Backend):
         return {"features": server} if server else {}
 
     def _load_collection(self, url: str) -> None:
-        """Point at the task list `url` and load what the cache file knows of it."""
+        """Point at the task list `url` and load what the cache knows of it."""
         self.collection = url
         self._path = urlsplit(url).path
         self._where = f"the task list {mask_url(url)}"
@@ -242,7 +233,7 @@ class CaldavBackend(Backend):
         self._mode = "sync"
         if self._cache is not None:
             self._items = self._cache.load(url)
-            self._token = self._cache.get(f"token|{url}") or None
+            self._token = self._cache.token(url)
             mode = self._cache.get(f"mode|{url}")
             if mode and time.time() - float(mode) < REPROBE_SYNC:
                 self._mode = "etag"
@@ -253,13 +244,12 @@ class CaldavBackend(Backend):
         """One sync-collection REPORT over the standard library, before caldav is
         even imported: a `kit-sync sync` run from cron with nothing to do then costs
         one request and no library start-up. Only when this process has not talked
-        to the server yet, the cache file knows the task list and a token, and the
+        to the server yet, the cache knows the task list and a token, and the
         auth is none, Basic or a bearer token. Returns False to leave the work to the
         caldav path, which also reports every error: an HTTP error status, a
         redirect, TLS trouble or an answer this does not understand."""
         if self._calendar is not None:
             return False
-        self._open_cache()
         if self._cache is None:
             return False
         url = self._cache.get(self._list_key)
@@ -822,7 +812,7 @@ class CaldavBackend(Backend):
             self._note_write(key, None, etag)
 
     def _note_write(self, key: str, item: _Item | None, before: str | None) -> None:
-        """Our writes go to the cache file in batches (at the next listing, at close,
+        """Our writes go to the cache in batches (at the next listing, at close,
         or every WRITE_BATCH): a write lost by a crash only costs a re-fetch of that
         item, since the server reports it as changed since the saved token."""
         if self._cache is None or self.collection is None:
@@ -851,9 +841,7 @@ class CaldavBackend(Backend):
     def close(self) -> None:
         self._save_writes()
         self._drop_client()
-        if self._cache is not None:
-            self._cache.close()
-            self._cache = None
+        self._cache = None
 
 
 __all__ = ["CaldavBackend", "_file_name"]

@@ -164,11 +164,11 @@ class ExchangeBackend(Backend):
         """Keep the sync state and the cached listing in the state DB (an idle cycle
         in a new process is then one request)."""
         self._state = state
-        self._cache = _Cache.from_text(state.get_token(self._cache_key))
+        self._cache = _Cache.load(state.listing_cache(), self._cache_key)
 
     def _save(self) -> None:
         if self._state is not None and self._dirty:
-            self._state.set_token(self._cache_key, self._cache.to_text())
+            self._cache.save(self._state.listing_cache(), self._cache_key)
         self._dirty = False
 
     def _acct(self) -> Account:

@@ -1,5 +1,6 @@
-"""The Exchange listing cache: sync state, folder id, server version and one entry
-per kit item, kept as JSON in the state DB's tokens.
+"""The Exchange backend's view of the one listing cache (state.ListingCache): the sync
+state of SyncFolderItems, the folder id, the server version learned from a response,
+and one entry per kit item (its change key and what kit-sync read from it).
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ import logging
 from dataclasses import dataclass, field
 
 from kit_sync.backends.exchange.items import _Entry
+from kit_sync.state import CachedItem, ListingCache
 
 log = logging.getLogger("kit_sync.exchange")
-CACHE_VERSION = 1
 
 
 @dataclass
@@ -21,32 +22,33 @@ class _Cache:
     version: str | None = None  # the server build learned from a response
     items: dict[str, _Entry] = field(default_factory=dict)
 
-    def to_text(self) -> str:
-        return json.dumps(
+    def save(self, listing: ListingCache, scope: str) -> None:
+        """Everything, in one transaction: the sync state always matches the entries
+        it covers."""
+        listing.save_listing(
+            scope,
+            self.sync_state,
             {
-                "v": CACHE_VERSION,
-                "sync": self.sync_state,
-                "folder": self.folder_id,
-                "version": self.version,
-                "items": {k: e.to_json() for k, e in self.items.items()},
+                k: CachedItem(k, e.ck, "task", json.dumps(e.to_json(), separators=(",", ":")))
+                for k, e in self.items.items()
             },
-            separators=(",", ":"),
+            keep=set(self.items),
+            meta={"folder": self.folder_id, "version": self.version},
         )
 
     @classmethod
-    def from_text(cls, text: str | None) -> _Cache:
-        if not text:
-            return cls()
+    def load(cls, listing: ListingCache, scope: str) -> _Cache:
+        meta = listing.meta(scope)
         try:
-            raw = json.loads(text)
-            if raw.get("v") != CACHE_VERSION:
-                return cls()
             return cls(
-                raw.get("sync"),
-                raw.get("folder"),
-                raw.get("version"),
-                {k: _Entry.from_json(k, v) for k, v in raw.get("items", {}).items()},
+                meta.get(ListingCache.TOKEN),
+                meta.get("folder"),
+                meta.get("version"),
+                {
+                    k: _Entry.from_json(k, json.loads(i.info or ""))
+                    for k, i in listing.load(scope).items()
+                },
             )
         except (ValueError, TypeError, KeyError, AttributeError):
             log.warning("the cached Exchange listing is unreadable; reading the folder again")
-            return cls()
+            return cls(None, meta.get("folder"), meta.get("version"))

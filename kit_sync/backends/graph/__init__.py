@@ -93,7 +93,7 @@ from kit_sync.model import (
     TaskContent,
     make_uid,
 )
-from kit_sync.state import State
+from kit_sync.state import CachedItem, ListingCache, State
 
 log = logging.getLogger("kit_sync")
 
@@ -168,55 +168,65 @@ class GraphBackend(Backend):
     # --- state -----------------------------------------------------------------------
 
     def bind_state(self, state: State) -> None:
-        """Keep the delta link and the mirror in the state DB (the engine calls this)."""
+        """Keep the delta link and the mirror in the state DB's listing cache (the
+        engine calls this): items by Graph id, the delta link as the scope's token,
+        the list id and half-done link writes ("p:<id>") as meta values."""
         self._state = state
         if self._synced:
             self._persist(set(self._tasks), set(), full=True)
             return
-        prefix = self._key + ":"
-        stored = state.tokens(prefix)
-        self._list_id = stored.get(prefix + "list")
-        self._delta = stored.get(prefix + "delta")
+        cache = state.listing_cache()
+        meta = cache.meta(self._key)
+        self._list_id = meta.get("list")
+        self._delta = meta.get(ListingCache.TOKEN)
         try:
-            listed = stored.get(prefix + "listed")
+            listed = meta.get("listed")
             self._listed_at = datetime.fromisoformat(listed) if listed else None
         except ValueError:
             self._listed_at = None
-        for key, value in stored.items():
-            try:
-                if key.startswith(prefix + "t:"):
-                    raw = json.loads(value)
-                    self._tasks[raw["id"]] = raw
-                elif key.startswith(prefix + "p:"):
-                    self._pending[key[len(prefix) + 2 :]] = json.loads(value)
-            except (ValueError, KeyError, TypeError):
-                log.warning("ignoring a damaged Graph cache entry %s; re-listing", key)
-                self._delta = None
+        try:
+            for key, value in meta.items():
+                if key.startswith("p:"):
+                    self._pending[key[2:]] = json.loads(value)
+            for tid, item in cache.load(self._key).items():
+                self._tasks[tid] = json.loads(item.info or "")
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a damaged Graph cache entry; re-listing")
+            self._delta = None
         if self._delta is None:
             self._tasks.clear()
 
     def _put(self, key: str, value: str | None) -> None:
         if self._state is not None:
-            self._state.set_token(f"{self._key}:{key}", value)
+            self._state.listing_cache().put(self._key, key, value)
 
     def _persist(self, changed: set[str], removed: set[str], *, full: bool = False) -> None:
+        """The mirror's changes and the delta link that covers them, in one transaction."""
         if self._state is None:
             return
-        with self._state.transaction():
-            if full:
-                prefix = self._key + ":t:"
-                for key in self._state.tokens(prefix):
-                    if key[len(prefix) :] not in self._tasks:
-                        self._state.set_token(key, None)
-            for tid in changed:
-                if tid in self._tasks:
-                    self._put(f"t:{tid}", json.dumps(self._tasks[tid], separators=(",", ":")))
-            for tid in removed:
-                self._put(f"t:{tid}", None)
-                self._put(f"p:{tid}", None)
-            self._put("delta", self._delta)
-            self._put("list", self._list_id)
-            self._put("listed", self._listed_at.isoformat() if self._listed_at else None)
+        fresh = {
+            tid: CachedItem(
+                tid,
+                str(self._tasks[tid].get("@odata.etag") or ""),
+                "task",
+                json.dumps(self._tasks[tid], separators=(",", ":")),
+            )
+            for tid in changed
+            if tid in self._tasks
+        }
+        meta: dict[str, str | None] = {
+            "list": self._list_id,
+            "listed": self._listed_at.isoformat() if self._listed_at else None,
+        }
+        meta |= {f"p:{tid}": None for tid in removed}
+        self._state.listing_cache().save_listing(
+            self._key,
+            self._delta,
+            fresh,
+            removed,
+            keep=set(self._tasks) if full else None,
+            meta=meta,
+        )
 
     def _set_pending(self, tid: str, record: dict[str, Any] | None) -> None:
         if record is None:
