@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from kit_sync.clock import system_clock
+
 MASK = "***"
 
 #: Shorter values are not masked: replacing every "ab" in a log would only
@@ -212,7 +214,7 @@ class JsonLines(io.TextIOBase):
         if not line.strip():
             return
         record = {
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "time": system_clock().isoformat(timespec="milliseconds"),
             "level": "error",
             "logger": "stderr",
             "message": redact(line.rstrip()),
