@@ -228,6 +228,45 @@ def test_task_deleted_meanwhile_is_recreated_not_a_failure(
     assert world.the_open("person-0001").href != target.href
 
 
+def test_a_note_edited_meanwhile_is_put_back_as_html(
+    world: GraphWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If-Match ignored and updates HTML-only: the phone's note, overwritten by a
+    roster edit planned before it, is written back (as HTML, the only body an update
+    takes) before kit-sync re-plans. (The re-planned roster edit then rewrites the
+    note, as it would after a 412: the note is rendered from the roster.)"""
+    world.ms.graph.honour_if_match = False
+    world.ms.graph.update_body_html_only = True
+    world.sync()
+    target = world.the_open("person-0000")
+    original = GraphBackend.update_task
+    raced: list[str] = []
+
+    def racing(self: GraphBackend, task: KitTask, change: TaskChange) -> KitTask:
+        if task.href == target.href and not raced:
+            raced.append(task.href)
+            world.ms.graph.app_edit(
+                world.mailbox,
+                target.href,
+                {"body": {"content": "call about the offer", "contentType": "text"}},
+            )
+        return original(self, task, change)
+
+    monkeypatch.setattr(GraphBackend, "update_task", racing)
+    world.config["contacts"][0]["notes"] = "Met at the conference"
+    world.write()
+    world.sync()
+    assert raced == [target.href]
+    # our PATCH, the undo (the phone's note back, as HTML: a text body would be
+    # refused), then the re-planned PATCH: none refused
+    statuses = [
+        r["status"]
+        for r in world.ms.graph.requests("PATCH", target.href, batch=True)
+        if r["path"].endswith(target.href)
+    ]
+    assert len(statuses) == 3 and all(200 <= s < 300 for s in statuses), statuses
+
+
 # --- 3. HTML body on update ----------------------------------------------------------------
 
 

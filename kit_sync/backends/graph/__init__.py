@@ -63,6 +63,7 @@ from kit_sync.backends.graph.items import (
     importance_of,
     is_partial,
     merge_partial,
+    note_text,
     parse_dtz,
     to_dtz,
     zone_name_for_graph,
@@ -975,13 +976,16 @@ class GraphBackend(Backend):
         if not _ok(int(answers.get("1", {}).get("status") or 0)):
             return  # refused (412): the caller raises the Conflict
         before = pre["body"]
+        undo = {k: before.get(k) for k in patch}
+        if isinstance(undo.get("body"), dict):
+            undo["body"] = html_note(note_text(undo["body"]))  # updates take HTML only
         restore: list[dict[str, Any]] = [
             {
                 "id": "1",
                 "method": "PATCH",
                 "url": url,
                 "headers": {"Content-Type": "application/json"},
-                "body": {k: before.get(k) for k in patch},
+                "body": undo,
             }
         ]
         link_written = _ok(int(answers.get("2", {}).get("status") or 0))
