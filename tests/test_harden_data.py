@@ -165,3 +165,68 @@ def test_nul_and_control_characters_from_roster_fields_never_reach_a_task(world:
     assert world.the_open(BOB).summary == "Keep in touch with Bob Stone"
     ann = (world.folder / world.the_open(ANN).href).read_text()
     assert "mentor\\, met in Lisbon\\nsecond line" in ann.replace("\r\n ", "")
+
+
+# --- 3: a kit task is recognised by its kit UID, not by the marker alone ---------------------
+
+
+def copied(text: str, uid: str, new_uid: str) -> str:
+    return text.replace(f"UID:{uid}", f"UID:{new_uid}")
+
+
+def test_a_foreign_copy_with_the_marker_is_left_alone_and_reported_once(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    import uuid
+
+    world.sync()
+    ann = world.the_open(ANN)
+    name = f"copy-{uuid.uuid4().hex[:8]}.ics"
+    copy_path = world.folder / name
+    raw = copied((world.folder / ann.href).read_text(), ann.uid, "made-by-a-phone-1@example")
+    assert "X-KIT-SYNC-CONTACT:ann-example-com" in raw
+    copy_path.write_bytes(raw.encode())
+    before = copy_path.read_bytes()
+    with caplog.at_level(logging.WARNING, logger="kit_sync"):
+        first = world.sync()
+        second = world.sync()
+    assert first.ok and second.ok
+    assert first.plan.actions == [] and second.plan.actions == []
+    assert copy_path.read_bytes() == before  # byte for byte
+    assert [t.uid for t in world.open_tasks(ANN)] == [ann.uid]
+    warned = [r.getMessage() for r in caplog.records if name in r.getMessage()]
+    assert len(warned) == 1 and "not a kit-sync UID" in warned[0]
+    # A completion on the copy is not a touch of Ann's either.
+    copy_path.write_bytes(before.replace(b"STATUS:NEEDS-ACTION", b"STATUS:COMPLETED"))
+    assert world.sync().plan.actions == []
+
+
+@pytest.mark.integration
+def test_a_foreign_copy_with_the_marker_on_a_caldav_server_is_left_alone(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    from servers import Kit, Phone, shared
+
+    server = shared("radicale", request)
+    collection = server.new_collection()
+    kit_ = Kit(tmp_path, server, collection)
+    phone = Phone(server, collection)
+    try:
+        assert kit_.cli("sync").returncode == 0
+        href, _ = next(iter(phone.listing().items()))
+        text, _ = phone.get(href)
+        uid = next(line[4:] for line in text.splitlines() if line.startswith("UID:"))
+        contact = next(
+            line.split(":", 1)[1]
+            for line in text.splitlines()
+            if line.startswith("X-KIT-SYNC-CONTACT:")
+        )
+        etag = phone.put("copied-by-hand.ics", copied(text, uid, "copy-by-hand-2@example"))
+        done = kit_.cli("sync")
+        assert done.returncode == 0, done.stderr
+        assert "copied-by-hand.ics" in done.stderr and "not a kit-sync UID" in done.stderr
+        after, etag_after = phone.get("copied-by-hand.ics")
+        assert etag_after == etag and "STATUS:NEEDS-ACTION" in after
+        assert len(kit_.opens(contact)) == 1
+    finally:
+        phone.close()

@@ -8,6 +8,7 @@ put on the task (its own alarms, geo, colour, sort order, ...).
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -38,6 +39,8 @@ from kit_sync.model import (
 )
 
 META_PROPS = (MARKER, P_ANCHOR, P_KIND, P_EVERY, P_DUE, P_FROM, P_HASH)
+
+log = logging.getLogger("kit_sync")
 
 
 class ParseError(ValueError):
@@ -108,11 +111,32 @@ def status_of(todo: Todo) -> Status:
 
 
 def owner_of(todo: Todo) -> str | None:
-    """The contact id when this VTODO is kit-sync's, else None (foreign)."""
-    marker = _text(todo, MARKER)
-    if marker:
-        return marker
+    """The contact id (task key) when this VTODO is kit-sync's, else None (foreign).
+
+    Ours means a kit UID: kit-sync writes it with its marker, and the UID names the
+    contact, so a task whose private properties a client dropped stays ours. A
+    marker alone is not enough: a task a user (or an app) copied from a kit task
+    keeps the marker but gets its own UID, and is none of kit-sync's business."""
     return contact_from_uid(str(todo.get("UID", "")))
+
+
+#: hrefs already reported as marker-only (foreign) items by this process
+_warned_foreign: set[str] = set()
+
+
+def _foreign_marker(todo: Todo, href: str) -> None:
+    """A marker without a kit UID: foreign, left alone, reported once."""
+    marker = _text(todo, MARKER)
+    if marker and href not in _warned_foreign:
+        _warned_foreign.add(href)
+        log.warning(
+            "%s carries kit-sync's marker (%s) but not a kit-sync UID: a copy made by "
+            "a client or by hand. kit-sync leaves it alone (delete it if it is a "
+            "stray copy)",
+            href,
+            marker,
+            extra={"href": href},
+        )
 
 
 def find_todo(cal: Calendar) -> Todo | None:
@@ -205,6 +229,7 @@ def task_from_ical(data: bytes, href: str, etag: str) -> KitTask | ItemProblem |
         return None
     cid = owner_of(todo)
     if cid is None:
+        _foreign_marker(todo, href)
         return None
     try:
         kind_text = (_text(todo, P_KIND) or AnchorKind.TOUCH.value).lower()
@@ -244,8 +269,7 @@ def task_from_ical(data: bytes, href: str, etag: str) -> KitTask | ItemProblem |
 def _sniff_marker(data: bytes) -> str | None:
     text = data.decode("utf-8", "replace")
     for line in text.splitlines():
-        if line.upper().startswith(MARKER + ":"):
-            return line.split(":", 1)[1].strip() or None
+        # Only a kit UID makes an item ours (see owner_of), unreadable or not.
         if line.upper().startswith("UID:"):
             cid = contact_from_uid(line.split(":", 1)[1].strip())
             if cid:
