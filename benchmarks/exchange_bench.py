@@ -1,8 +1,9 @@
 """Request counts and timings of the Exchange backend against the fake EWS server.
 
-    .venv/bin/python benchmarks/exchange_bench.py [--contacts 300]
+    .venv/bin/python benchmarks/exchange_bench.py [--contacts 1000]
 
-Prints, for one roster: the first sync (provisioning: one CreateItem per contact),
+Prints, for one roster: the first sync (provisioning: CreateItem with up to 100
+tasks each; target: at most ceil(N / 100) + 2 requests, printed with pass/fail),
 the cycle that reads the new tasks back (SyncFolderItems pages; no GetItem, the
 change keys match what kit-sync wrote), an idle cycle in a new process, a cycle
 after Outlook completed 5% of the tasks, and one after a lost state file. Figures,
@@ -44,7 +45,7 @@ def describe(server: EwsServer) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--contacts", type=int, default=300)
+    parser.add_argument("--contacts", type=int, default=1000)
     args = parser.parse_args()
     now = datetime(2026, 11, 21, 10, tzinfo=UTC)
     with EwsServer() as server, tempfile.TemporaryDirectory() as tmp:
@@ -63,7 +64,7 @@ def main() -> None:
         roster = load_roster(config)
         backend_config = exchange_config(server, email)
 
-        def cycle(label: str) -> None:
+        def cycle(label: str) -> int:
             backend = ExchangeBackend(backend_config, ZONE)
             state = State(Path(tmp) / "state.sqlite")
             engine = Engine(config, roster, backend, state, ZONE, clock=lambda: now)
@@ -75,8 +76,14 @@ def main() -> None:
             state.close()
             counts = {k: v for k, v in result.counts.items() if v}
             print(f"{label:<40} {took:6.2f} s  {describe(server)}  {counts}")
+            return len(server.requests)
 
-        cycle(f"provisioning {args.contacts} contacts")
+        sent = cycle(f"provisioning {args.contacts} contacts")
+        limit = -(-args.contacts // 100) + 2
+        print(
+            f"  provisioning: {sent} requests for {args.contacts} contacts (target <= "
+            f"ceil(N/100) + 2 = {limit}) {'PASS' if sent <= limit else 'FAIL'}"
+        )
         cycle("reading them back")
         cycle("idle (new process)")
         store = server.store

@@ -829,3 +829,89 @@ def test_fake_server_regenerates_as_the_ews_reference_says(ews: EwsServer) -> No
     with pytest.raises(ErrorIrresolvableConflict):
         stale = Task(account=account, id=master_id, changekey=occurrence.changekey, subject="x")
         stale.save(update_fields=["subject"], conflict_resolution="NeverOverwrite")
+
+
+# --- provisioning in batches ------------------------------------------------------------
+
+
+def many(n: int) -> dict[str, Any]:
+    return base_config(
+        contacts=[
+            {"name": f"Person {i:03d}", "email": f"p{i}@example.com", "tier": "core"}
+            for i in range(n)
+        ]
+    )
+
+
+def person(i: int) -> str:
+    return f"p{i}-example-com"
+
+
+def test_provisioning_sends_a_hundred_creates_per_request(tmp_path: Path, ews: EwsServer) -> None:
+    n = 230
+    world = ExchangeWorld(tmp_path, ews, many(n))
+    ews.reset_log()
+    assert world.sync().counts["created"] == n
+    # One listing, then CreateItem in batches of 100: at most ceil(n / 100) + 2.
+    assert len(ews.requests) <= -(-n // 100) + 2, ews.requests
+    assert ews.requests.count("CreateItem") == 3
+    assert_one_open_each(world, *(person(i) for i in range(n)))
+    ews.reset_log()
+    assert sum(world.sync().counts.values()) == 0  # read back by change key: nothing to do
+    assert sum(world.sync().counts.values()) == 0
+
+
+def test_a_refused_item_fails_alone_and_the_batch_goes_through(
+    tmp_path: Path, ews: EwsServer
+) -> None:
+    world = ExchangeWorld(tmp_path, ews, many(12))
+    refused = {"Keep in touch with Person 003", "Keep in touch with Person 007"}
+    for subject in refused:
+        ews.store.create_refusals[subject] = ("ErrorQuotaExceeded", "The quota was exceeded.")
+    try:
+        result = world.sync()
+    finally:
+        ews.store.create_refusals.clear()
+    assert result.counts["created"] == 10 and result.counts["failed"] == 2
+    assert len(result.failures) == 2
+    assert all("ErrorQuotaExceeded" in f for f in result.failures)
+    assert {f.split(":")[0] for f in result.failures} == {
+        next(a.describe() for a in result.plan.actions if a.contact_id == person(i)).split(":")[0]
+        for i in (3, 7)
+    }
+    # The refusals were answered within the one request; no item was sent twice.
+    assert len(world.folder_items()) == 10
+    again = world.sync()  # the next cycle creates just those two
+    assert again.counts["created"] == 2 and again.counts["failed"] == 0
+    assert again.counts["cancelled"] == 0
+    assert len(world.folder_items()) == 12
+    assert_one_open_each(world, *(person(i) for i in range(12)))
+
+
+def test_items_a_stopped_batch_did_not_process_are_sent_one_by_one(
+    tmp_path: Path, ews: EwsServer
+) -> None:
+    world = ExchangeWorld(tmp_path, ews, many(12))
+    ews.store.create_refusals["Keep in touch with Person 004"] = (
+        "ErrorQuotaExceeded",
+        "The quota was exceeded.",
+    )
+    ews.store.stop_batch_on_error = True
+    ews.reset_log()
+    try:
+        result = world.sync()
+    finally:
+        ews.store.create_refusals.clear()
+        ews.store.stop_batch_on_error = False
+    # The items after the refused one came back ErrorBatchProcessingStopped: each was
+    # sent again alone; none twice.
+    order = [a.contact_id for a in result.plan.actions]
+    after = len(order) - order.index(person(4)) - 1
+    assert after > 0
+    assert result.counts["created"] == 11 and result.counts["failed"] == 1
+    assert ews.requests.count("CreateItem") == 1 + after
+    assert len(world.folder_items()) == 11
+    again = world.sync()
+    assert again.counts["created"] == 1 and again.counts["cancelled"] == 0
+    assert len(world.folder_items()) == 12
+    assert_one_open_each(world, *(person(i) for i in range(12)))

@@ -134,8 +134,13 @@ def fault(code: str, text: str, values: dict[str, str] | None = None) -> bytes:
     return bytes(etree.tostring(env, xml_declaration=True, encoding="utf-8"))
 
 
-def response_message(op: str, error: EwsError | None = None) -> etree._Element:
-    msg = etree.Element(m(f"{op}ResponseMessage"), ResponseClass="Error" if error else "Success")
+def response_message(
+    op: str, error: EwsError | None = None, *, warning: bool = False
+) -> etree._Element:
+    """A response message; with `warning`, the error is a Warning (an item the server
+    did not process because an earlier one in the batch failed)."""
+    kind = ("Warning" if warning else "Error") if error else "Success"
+    msg = etree.Element(m(f"{op}ResponseMessage"), ResponseClass=kind)
     if error is not None:
         etree.SubElement(msg, m("MessageText")).text = error.text
         etree.SubElement(msg, m("ResponseCode")).text = error.code
@@ -539,7 +544,26 @@ class Operations:
             else self.store.distinguished(caller.mailbox, "drafts")
         )
         msgs = etree.Element(m("ResponseMessages"))
+        stopped = False
         for spec in req.find(m("Items")):
+            if stopped:
+                # What Exchange answers for the items after a failed one when it stops
+                # a batch (CreateItemResponseMessage, ResponseClass="Warning").
+                error = EwsError(
+                    "ErrorBatchProcessingStopped",
+                    "The batch was stopped: an earlier item in the request failed.",
+                )
+                msg = response_message("CreateItem", error, warning=True)
+                etree.SubElement(msg, m("Items"))
+                msgs.append(msg)
+                continue
+            refusal = self.store.create_refusals.get(spec.findtext(t("Subject")) or "")
+            if refusal is not None:
+                msg = response_message("CreateItem", EwsError(*refusal))
+                etree.SubElement(msg, m("Items"))
+                msgs.append(msg)
+                stopped = self.store.stop_batch_on_error
+                continue
             item = self.store.create_item(folder, spec)
             msg = response_message("CreateItem")
             out = etree.SubElement(etree.SubElement(msg, m("Items")), t(item.tag))

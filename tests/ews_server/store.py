@@ -254,6 +254,10 @@ class Store:
         self.last_seq = 0
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self.corrupt: set[str] = set()  # item ids GetItem answers with ErrorCorruptData
+        #: CreateItem refuses an item with this subject: (response code, message text)
+        self.create_refusals: dict[str, tuple[str, str]] = {}
+        #: after a refused item, the rest of that CreateItem gets ErrorBatchProcessingStopped
+        self.stop_batch_on_error = False
         # Behaviours Microsoft does not document, as modes (issue 16):
         #: the completed copy of a regenerating task keeps the named (extended)
         #: properties of the task; False: the copy comes without them

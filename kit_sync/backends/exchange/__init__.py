@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import replace
 from datetime import UTC, date, datetime, time
@@ -137,6 +138,16 @@ log = logging.getLogger("kit_sync.exchange")
 SYNC_PAGE = 512  # SyncFolderItems returns at most 512 changes per call
 
 
+class _CreateItems(CreateItem):
+    """CreateItem that gives every item's own error back as that item's result.
+
+    exchangelib raises most per-item errors, which would end the reading of the
+    response at that item: the items before it, created on the server, would be
+    lost to us (and created again later). Exchange has no create-if-absent."""
+
+    ERRORS_TO_CATCH_IN_RESPONSE = (ews.ResponseMessageError,)
+
+
 # --- the backend ------------------------------------------------------------------------------
 
 
@@ -144,6 +155,8 @@ class ExchangeBackend(Backend):
     """Backend over an Exchange Tasks folder. See base.Backend for the contract."""
 
     regenerates_itself: ClassVar[bool] = True
+    #: creates per CreateItem request (exchangelib's chunk size for EWS calls)
+    batch_size: ClassVar[int] = 100
 
     def __init__(self, config: ExchangeConfig, tz: ZoneInfo, *, clock: Clock | None = None) -> None:
         _register_properties()
@@ -612,17 +625,11 @@ class ExchangeBackend(Backend):
         if self._cache.sync_state is None:
             self._sync()
 
-    def create_task(self, new: NewTask) -> KitTask:
-        self._ensure_synced()
-        # Exchange has no create-if-absent: the listing (refreshed each cycle, and
-        # re-read after a crash) is what makes this exclusive.
-        if any(e.stored_uid == new.uid for e in self._cache.items.values()):
-            raise AlreadyExists(f"a task with uid {new.uid} already exists")
-        account = self._acct()
-        folder = self._target()
+    def _new_item(self, new: NewTask) -> tuple[Task, EWSDateTime | None]:
+        """The Task item a create sends for `new`, and its reminder time."""
         item = Task(
-            account=account,
-            folder=folder,
+            account=self._acct(),
+            folder=self._target(),
             subject=new.content.summary,
             body=Body(new.content.description),
             categories=list(new.content.categories) or None,
@@ -638,14 +645,30 @@ class ExchangeBackend(Backend):
             item.reminder_is_set = True
             item.reminder_due_by = reminder
             item.reminder_minutes_before_start = 0
-        with _ews(f"creating the task for {new.meta.contact_id}"):
-            (made,) = CreateItem(account=account).call(
-                items=[item],
-                folder=folder,
-                message_disposition=SAVE_ONLY,
-                send_meeting_invitations=SEND_TO_NONE,
+        return item, reminder
+
+    def _exists(self, new: NewTask) -> AlreadyExists | None:
+        # Exchange has no create-if-absent: the listing (refreshed each cycle, and
+        # re-read after a crash) is what makes a create exclusive.
+        if any(e.stored_uid == new.uid for e in self._cache.items.values()):
+            return AlreadyExists(f"a task with uid {new.uid} already exists")
+        return None
+
+    def _send_creates(self, items: list[Task], what: str) -> list[Any]:
+        """One CreateItem per 100 items (exchangelib's chunk); per item: the created
+        item (id, change key) or the exception the server answered for it."""
+        with _ews(what):
+            return list(
+                _CreateItems(account=self._acct()).call(
+                    items=items,
+                    folder=self._target(),
+                    message_disposition=SAVE_ONLY,
+                    send_meeting_invitations=SEND_TO_NONE,
+                )
             )
-            made = _raise_if_error(made, f"creating the task for {new.meta.contact_id}")
+
+    def _created(self, new: NewTask, made: Any, reminder: EWSDateTime | None) -> KitTask:
+        """Remember a created item: the task is what was sent (no read back)."""
         entry = _Entry(
             made.id,
             made.changekey,
@@ -662,6 +685,64 @@ class ExchangeBackend(Backend):
         self._cache.items[entry.id] = entry
         self._dirty = True
         return self._kit_task(entry, new.uid)
+
+    def create_task(self, new: NewTask) -> KitTask:
+        self._ensure_synced()
+        exists = self._exists(new)
+        if exists is not None:
+            raise exists
+        item, reminder = self._new_item(new)
+        what = f"creating the task for {new.meta.contact_id}"
+        (made,) = self._send_creates([item], what)
+        return self._created(new, _raise_if_error(made, what), reminder)
+
+    def create_tasks(self, news: Sequence[NewTask]) -> list[KitTask | BackendError]:
+        """Up to `batch_size` creates in one CreateItem. The server answers each item
+        on its own: a refused item is that item's error, the others are created; the
+        items it did not process after a failure (ErrorBatchProcessingStopped) and a
+        request refused as a whole (not for being unreachable or busy) are sent again
+        one at a time, so each item gets its own answer. Nothing is sent twice that
+        the server may have created: Exchange has no create-if-absent."""
+        self._ensure_synced()
+        outcomes: list[KitTask | BackendError | None] = [self._exists(new) for new in news]
+        todo = [i for i, outcome in enumerate(outcomes) if outcome is None]
+        if not todo:
+            return [o for o in outcomes if o is not None]
+        built = [self._new_item(news[i]) for i in todo]
+        try:
+            results = self._send_creates([item for item, _ in built], f"creating {len(todo)} tasks")
+        except BackendUnavailable:
+            raise
+        except BackendError as exc:
+            log.info("the server refused %d creates together (%s); sending them one by one",
+                     len(todo), exc)  # fmt: skip
+            for i in todo:
+                try:
+                    outcomes[i] = self.create_task(news[i])
+                except BackendUnavailable:
+                    raise
+                except BackendError as one:
+                    outcomes[i] = one
+            return [o for o in outcomes if o is not None]
+        if len(results) != len(todo):
+            raise BackendUnavailable(
+                f"the server answered {len(results)} of {len(todo)} creates; nothing is "
+                "lost: the next cycle lists what was created"
+            )
+        for i, (_, reminder), made in zip(todo, built, results, strict=True):
+            new = news[i]
+            if isinstance(made, ews.ErrorBatchProcessingStopped):
+                try:  # not processed: safe to send again, on its own
+                    outcomes[i] = self.create_task(new)
+                except BackendUnavailable:
+                    raise
+                except BackendError as one:
+                    outcomes[i] = one
+            elif isinstance(made, Exception):
+                outcomes[i] = _translate(made, f"creating the task for {new.meta.contact_id}")
+            else:
+                outcomes[i] = self._created(new, made, reminder)
+        return [o for o in outcomes if o is not None]
 
     def _reminder(self, due: date, alarm: str | None) -> EWSDateTime | None:
         if not alarm:
