@@ -28,8 +28,11 @@ from kit_sync import formatters as fmt
 from kit_sync.errors import KitError, UsageError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from kit_sync.app import Loaded
     from kit_sync.engine import CycleResult, Engine
+    from kit_sync.health import Health
     from kit_sync.model import Contact, Roster
 
 log = logging.getLogger("kit_sync")
@@ -865,18 +868,18 @@ def health(
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON.")] = False,
 ) -> None:
     """Exit 0 when the last sync cycle succeeded within 3 × sync.every, 1 otherwise
-    (saying why). For Docker's HEALTHCHECK and monitoring scripts."""
+    (saying why). A config on disk that no longer loads while the daemon still syncs
+    on the last good one is "degraded" (exit 0), with the file:line of the problem.
+    For Docker's HEALTHCHECK and monitoring scripts."""
     import json
 
-    from kit_sync.config import find_config, load_config
-    from kit_sync.health import Health, read_health
+    from kit_sync.config import find_config
+    from kit_sync.health import Health
 
     o = opts(ctx)
-    # Only 0 and 1: Docker reserves exit code 2, and a config that cannot be read
-    # means kit-sync cannot be syncing either.
+    # Only 0 and 1: Docker reserves exit code 2.
     try:
-        config, _ = load_config(find_config(o.config))
-        verdict = read_health(config.state_path(), config.sync.every)
+        verdict = _health_of(find_config(o.config))
     except KitError as exc:
         verdict = Health(False, f"cannot check: {exc}")
     if as_json:
@@ -884,9 +887,35 @@ def health(
     else:
         from kit_sync.logs import redact
 
-        o.echo(redact(("healthy: " if verdict.ok else "unhealthy: ") + verdict.reason))
+        word = "unhealthy" if not verdict.ok else "degraded" if verdict.degraded else "healthy"
+        o.echo(redact(f"{word}: {verdict.reason}"))
     if not verdict.ok:
         raise typer.Exit(1)
+
+
+def _health_of(path: Path) -> Health:
+    from dataclasses import replace
+
+    from kit_sync.app import load
+    from kit_sync.config import last_known_state
+    from kit_sync.errors import ConfigError
+    from kit_sync.health import Health, read_health
+
+    try:
+        config = load(path).config  # the roster too: a broken row stops the daemon's reload
+    except ConfigError as exc:
+        state, every = last_known_state(path)
+        running = read_health(state, every)
+        if not running.ok:
+            return Health(False, f"cannot check: {exc}")
+        problem = str(exc).replace("\n", " ")
+        return replace(
+            running,
+            reason=f"{problem} — still syncing with the last config that loaded; fix the "
+            f"file (kit-sync check shows the same); {running.reason}",
+            degraded=problem,
+        )
+    return read_health(config.state_path(), config.sync.every)
 
 
 @app.command()

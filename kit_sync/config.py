@@ -9,6 +9,7 @@ resolved value is a `SecretStr` that never prints.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import difflib
 import os
 import re
@@ -1200,6 +1201,28 @@ def _deprecated_on_remove(data: Any) -> Any:
 
 
 # --- loading -----------------------------------------------------------------------
+
+
+def last_known_state(path: Path) -> tuple[Path, timedelta]:
+    """The state file and sync.every a config names, read from whatever of the file
+    still parses (else the defaults): for `kit-sync health` when the config on disk
+    no longer loads while the daemon keeps running on the last one that did."""
+    every = SyncOptions().every
+    state: Path | None = None
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        raw = None
+    if isinstance(raw, dict):
+        if isinstance(raw.get("state"), str):
+            named = Path(os.path.expanduser(raw["state"]))
+            state = named if named.is_absolute() else path.absolute().parent / named
+        with contextlib.suppress(ValidationError):
+            every = SyncOptions.model_validate(raw.get("sync") or {}).every
+    if state is None:
+        base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+        state = base / "kit-sync" / f"{path.stem}.sqlite"
+    return state, every
 
 
 def config_locations(environ: Any = None) -> list[Path]:

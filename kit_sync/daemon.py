@@ -60,6 +60,9 @@ class Daemon:
         self.every = config.sync.every
         self.max_backoff = config.sync.max_backoff
         self.stop = threading.Event()
+        #: Set by SIGHUP: reload the config at once, edited or not (as vdirsyncer,
+        #: nginx and most daemons do), then run a cycle with it.
+        self.hup = threading.Event()
         self.failures = 0
         self.not_before: datetime | None = None
         self._lock = threading.Lock()
@@ -106,7 +109,9 @@ class Daemon:
             if self.not_before is not None and self.clock() < self.not_before:
                 return  # backing off after failures
             ran = True
-            self.reload_if_changed()
+            forced = self.hup.is_set()
+            self.hup.clear()
+            self.reload_if_changed(force=forced)
             result = self.engine.run_cycle(stop=self.stop)
             counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
             log.info("cycle done: %s", counts, extra={"counts": result.counts})
@@ -199,13 +204,14 @@ class Daemon:
                 out[path] = -1
         return out
 
-    def reload_if_changed(self) -> bool:
-        """Pick up an edited config or roster file without a restart.
+    def reload_if_changed(self, *, force: bool = False) -> bool:
+        """Pick up an edited config or roster file without a restart (`force`: even
+        when no file looks changed, for SIGHUP).
 
         A config with problems is reported once and the last good one stays in use
         (nothing is written on the strength of a half-edited file)."""
         mtimes = self._watched_mtimes()
-        if mtimes == self._mtimes:
+        if mtimes == self._mtimes and not force:
             return False
         self._mtimes = mtimes
         from kit_sync.app import load
@@ -260,6 +266,16 @@ class Daemon:
         log.info("received %s; stopping", signal.Signals(signum).name)
         self.stop.set()
 
+    def _on_hup(self, signum: int, frame: FrameType | None) -> None:
+        log.info("received SIGHUP; reloading the config now")
+        self.hup.set()
+
+    def reload_now(self) -> None:
+        """Run a cycle now that first reloads the config (what SIGHUP asks for); a
+        back-off after failures does not delay it."""
+        self.not_before = None
+        self.scheduler.add_job(self.cycle, "date", id="hup", replace_existing=True)
+
     def run_forever(self) -> None:
         self._record_cycle(counted=False)  # healthy at once if the last run was
         if self.listen is not None:
@@ -279,12 +295,14 @@ class Daemon:
         old: dict[signal.Signals, Any] = {}
         for signum in (signal.SIGTERM, signal.SIGINT):
             old[signum] = signal.signal(signum, self._on_signal)
+        old[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hup)
         self.add_jobs()
         log.info("kit-sync running: a cycle every %s; stop with Ctrl+C", self.every)
         self.scheduler.start()
         try:
-            while not self.stop.wait(1):
-                pass
+            while not self.stop.wait(0.5):
+                if self.hup.is_set():
+                    self.reload_now()  # the cycle clears the flag when it reloads
         finally:
             self.scheduler.shutdown(wait=False)
             # A cycle stops between two writes at once; one stuck in a backend call

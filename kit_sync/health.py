@@ -41,13 +41,16 @@ class Health:
     ok: bool
     reason: str
     last: CycleRecord | None = None
+    #: Still syncing, but on a config that is no longer the one on disk (which does
+    #: not load): the problem, with its file:line.
+    degraded: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """What `health --json` and /healthz show; error texts masked (a state file
         from an older kit-sync may hold them in clear)."""
         last = self.last
         return {
-            "status": "healthy" if self.ok else "unhealthy",
+            "status": "unhealthy" if not self.ok else "degraded" if self.degraded else "healthy",
             "reason": redact(self.reason),
             "last_cycle": None
             if last is None

@@ -1,9 +1,30 @@
 #!/usr/bin/env bash
 # The full test suite, on a fresh machine with only Python 3.11 and access to PyPI:
 # creates .venv, installs kit-sync with every backend plus the test tools, then runs
-# the linters (ruff, mypy, hadolint) and pytest. Extra arguments go to pytest.
+# the linters (ruff, mypy, hadolint), pytest, and the date-sensitive tests again at
+# each awkward instant of tests/conftest.py CLOCK_MATRIX. Extra arguments go to pytest.
+#
+#   bash scripts/test.sh --fast [pytest args]
+#
+# is the quick loop while you work: the unit and engine tests only (no real servers,
+# no kill -9 loops, no fresh installs; no linters, no Debian packages), in .venv as it
+# is (created and installed only when missing). The full run is what CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+FAST=0
+if [ "${1:-}" = "--fast" ]; then
+    FAST=1
+    shift
+fi
+if [ "$FAST" = 1 ]; then
+    if [ ! -x .venv/bin/python ]; then
+        "${PYTHON:-python3}" -m venv .venv
+        .venv/bin/python -m pip install --quiet -e ".[test]"
+    fi
+    echo "== pytest --fast (unit and engine tests)"
+    exec .venv/bin/python -m pytest -m "not slow and not integration and not install" "$@"
+fi
 
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
@@ -44,3 +65,11 @@ fi
 echo "== pytest"
 # pytest exits 5 when it collected no tests: with `set -e` that fails the run.
 .venv/bin/python -m pytest "$@"
+
+# No test may pass only because of the day it runs on: the tests marked `dates` run
+# again with their clock at month ends, a leap day, the DST changes of New York and
+# London, and the year's end.
+for instant in $(.venv/bin/python -c 'import sys; sys.path.insert(0, "tests"); from conftest import CLOCK_MATRIX; print(" ".join(CLOCK_MATRIX))'); do
+    echo "== pytest -m dates --clock $instant"
+    .venv/bin/python -m pytest -q -p no:cacheprovider -m dates --clock "$instant"
+done

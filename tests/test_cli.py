@@ -1,4 +1,5 @@
-"""The CLI's names, flags, outputs and exit codes (kept stable)."""
+"""The CLI's names, flags, outputs and exit codes (kept stable). In-process through
+typer's CliRunner, except the checks of what a fresh process imports."""
 
 from __future__ import annotations
 
@@ -6,10 +7,14 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
+
+from kit_sync.cli import app
 
 CONFIG = {
     "timezone": "Europe/Berlin",
@@ -35,23 +40,27 @@ CONFIG = {
 }
 
 
-def cli(
-    tmp_path: Path, *args: str, env: dict[str, str] | None = None, config: bool = True
-) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith("KIT_")}
-    full.update(env or {})
-    argv = [sys.executable, "-m", "kit_sync"]
-    if config:
-        argv += ["--config", str(tmp_path / "config.yaml")]
-    return subprocess.run(
-        [*argv, *args],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=full,
-        timeout=60,
-        check=False,
-    )
+@dataclass
+class Done:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cli(tmp_path: Path, *args: str, env: dict[str, str] | None = None, config: bool = True) -> Done:
+    """The command in this process (typer's CliRunner), run from `tmp_path`."""
+    argv = ["--config", str(tmp_path / "config.yaml")] if config else []
+    overrides: dict[str, str | None] = {k: None for k in os.environ if k.startswith("KIT_")}
+    overrides.update(env or {})
+    before = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        result = CliRunner().invoke(app, [*argv, *args], env=overrides)
+    finally:
+        os.chdir(before)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Done(result.exit_code, result.stdout, result.stderr)
 
 
 @pytest.fixture
