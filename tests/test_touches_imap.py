@@ -475,3 +475,49 @@ def test_tls_with_the_servers_ca_bundle_and_a_refused_unknown_certificate(
         with pytest.raises(SourceUnavailable) as err:
             untrusted.fetch_touches(book, *window, None)
         assert "TLS failed" in str(err.value) and "verify" in str(err.value)
+
+
+def test_the_daemon_keeps_syncing_tasks_and_retries_a_down_source_with_back_off(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from imap_server import Dovecot
+    from servers import free_port
+
+    from kit_sync.app import load, open_engine
+    from kit_sync.daemon import Daemon
+
+    require_dovecot()
+    port = free_port()
+    server = Dovecot(port=port)
+    config = copy.deepcopy(BASE_CONFIG)
+    config["timezone"] = "America/New_York"
+    config["touches"] = [imap_section(server)]
+    World(tmp_path, config)
+    clock = {"now": datetime(2026, 3, 2, 15, 0, tzinfo=UTC)}
+    loaded = load(tmp_path / "config.yaml")
+    engine = open_engine(loaded, clock=lambda: clock["now"])
+    daemon = Daemon(engine, loaded.config, clock=lambda: clock["now"])
+    try:
+        with caplog.at_level(logging.INFO, logger="kit_sync"):
+            daemon.cycle()
+        assert daemon.failures == 0  # the task sync itself went through
+        assert len(list((tmp_path / "tasks").glob("*.ics"))) == 2
+        assert "retrying in 30 s (tasks are synced anyway)" in caplog.text
+        caplog.clear()
+        clock["now"] += timedelta(seconds=10)
+        with caplog.at_level(logging.INFO, logger="kit_sync"):
+            daemon.cycle()  # within the back-off: the source is not asked
+        assert "retrying in" not in caplog.text
+        server.start()
+        server.append("Sent", datetime(2026, 3, 2, 9, 0, tzinfo=NY), to="ann@example.com")
+        clock["now"] += timedelta(seconds=30)
+        with caplog.at_level(logging.INFO, logger="kit_sync"):
+            daemon.cycle()
+        assert "works again" in caplog.text
+        assert [t.contact_id for t in engine.state.touches() if t.detected] == [ANN]
+    finally:
+        assert engine.sources is not None
+        engine.sources.close()
+        engine.backend.close()
+        engine.state.close()
+        server.remove()
