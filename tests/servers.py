@@ -360,7 +360,8 @@ class Cyrus(DavServer):
             "unixhierarchysep: yes\n"
             "caldav_create_default: no\n"
             "caldav_create_attach: no\n"
-            "caldav_create_sched: no\n"
+            # (the scheduling Inbox/Outbox stay: without them Cyrus 3.6 answers 404 to
+            # a DELETE of a calendar it did delete)
             # The first delivery to a user creates their mailbox (see provision()).
             "autocreate_quota: 0\n"
             "autocreate_post: yes\n"
