@@ -521,3 +521,11 @@ def test_the_daemon_keeps_syncing_tasks_and_retries_a_down_source_with_back_off(
         engine.backend.close()
         engine.state.close()
         server.remove()
+
+
+def test_a_missing_folder_is_a_clear_line(world: World, dovecot: Dovecot) -> None:  # noqa: F811
+    world.edit_config(touches=[imap_section(dovecot, folders=["Sent", "Gesendet"])])
+    result = world.sync()
+    assert len(world.open_tasks()) == 2
+    (line,) = result.source_failures
+    assert "cannot read the folder 'Gesendet'" in line and "folders:" in line
