@@ -35,7 +35,7 @@ PACKAGE = ROOT / "kit_sync"
 EXTRA_PARTS: dict[str, tuple[str, ...]] = {
     "caldav": ("backends/caldav", "touches/caldav_events.py", "touches/meetings.py"),
     "exchange": ("backends/exchange", "touches/exchange.py"),
-    "graph": ("backends/graph", "backends/graph_auth.py"),
+    "graph": ("backends/graph", "backends/graph_auth.py", "touches/graph.py"),
     "imap": ("touches/imap.py",),
     "metrics": ("health.py",),
 }
