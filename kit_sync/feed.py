@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from kit_sync.model import KitTask, Roster, Status, TaskContent, Wording
 from kit_sync.occasions import BIRTHDAY, Birthdays, split_key
@@ -35,6 +36,15 @@ class FeedEvent:
     def uid(self) -> str:
         digest = hashlib.sha256(self.key.encode()).hexdigest()[:24]
         return f"kit-feed-{digest}@kit-sync"
+
+    @property
+    def digest(self) -> str:
+        """What the event says (not when it was rendered)."""
+        h = hashlib.sha256()
+        for part in (self.key, self.day.isoformat(), self.summary, self.description):
+            h.update(part.encode())
+            h.update(b"\x00")
+        return h.hexdigest()[:16]
 
 
 def feed_events(
@@ -69,13 +79,9 @@ def feed_events(
 
 
 def fingerprint(events: Iterable[FeedEvent]) -> str:
-    """What the events say (not when they were rendered): equal events, equal print."""
-    h = hashlib.sha256()
-    for ev in sorted(events, key=lambda e: e.key):
-        for part in (ev.key, ev.day.isoformat(), ev.summary, ev.description):
-            h.update(part.encode())
-            h.update(b"\x00")
-    return h.hexdigest()[:24]
+    """Equal events (in any order), equal print."""
+    joined = "|".join(sorted(ev.digest for ev in events))
+    return hashlib.sha256(joined.encode()).hexdigest()[:24]
 
 
 def _duration(td: timedelta) -> str:
@@ -91,7 +97,7 @@ def render_feed(
     events: Iterable[FeedEvent], *, name: str, refresh: timedelta, now: datetime
 ) -> bytes:
     """The feed as iCalendar bytes, events in (day, summary) order."""
-    from icalendar import Calendar, Event, vDuration
+    from icalendar import Calendar, vDuration
 
     cal = Calendar()
     cal.add("prodid", PRODID)
@@ -105,17 +111,24 @@ def render_feed(
     cal.add("refresh-interval", vDuration(refresh), parameters={"VALUE": "DURATION"})
     cal.add("x-published-ttl", ttl)
     for ev in sorted(events, key=lambda e: (e.day, e.summary, e.key)):
-        vevent = Event()
-        vevent.add("uid", ev.uid)
-        vevent.add("dtstamp", now)
-        vevent.add("dtstart", ev.day)
-        vevent.add("dtend", ev.day + timedelta(days=1))
-        vevent.add("summary", ev.summary)
-        if ev.description:
-            vevent.add("description", ev.description)
-        vevent.add("transp", "TRANSPARENT")
-        cal.add_component(vevent)
+        cal.add_component(vevent(ev, now))
     return bytes(cal.to_ical())
+
+
+def vevent(ev: FeedEvent, now: datetime) -> Any:
+    """The all-day VEVENT of one event (an icalendar.Event)."""
+    from icalendar import Event
+
+    out = Event()
+    out.add("uid", ev.uid)
+    out.add("dtstamp", now)
+    out.add("dtstart", ev.day)
+    out.add("dtend", ev.day + timedelta(days=1))
+    out.add("summary", ev.summary)
+    if ev.description:
+        out.add("description", ev.description)
+    out.add("transp", "TRANSPARENT")
+    return out
 
 
 def _without_stamps(data: bytes) -> bytes:

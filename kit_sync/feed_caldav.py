@@ -12,15 +12,14 @@ in it since (as with tasks).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urljoin, urlsplit
 
-from kit_sync.feed import FeedEvent
+from kit_sync.feed import PRODID, FeedEvent, vevent
 
 if TYPE_CHECKING:
     from kit_sync.config import CalendarCaldav
@@ -30,7 +29,6 @@ log = logging.getLogger("kit_sync")
 MARKER = "X-KIT-SYNC-FEED"
 HASH = "X-KIT-SYNC-HASH"
 UID_PREFIX = "kit-feed-"
-PRODID = "-//kit-sync//keep-in-touch feed//EN"
 
 _QUERY = b"""<?xml version="1.0" encoding="utf-8"?>
 <C:calendar-query xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">
@@ -64,32 +62,18 @@ class MirrorResult:
     conflicts: list[str] = field(default_factory=list)
 
 
-def event_hash(ev: FeedEvent) -> str:
-    h = hashlib.sha256()
-    for part in (ev.key, ev.day.isoformat(), ev.summary, ev.description):
-        h.update(part.encode())
-        h.update(b"\x00")
-    return h.hexdigest()[:16]
-
-
 def event_ics(ev: FeedEvent, now: datetime) -> bytes:
-    from icalendar import Calendar, Event
+    """One event as its own calendar resource, with kit-sync's marker and the digest
+    of what it says (to tell "unchanged since kit-sync wrote it")."""
+    from icalendar import Calendar
 
     cal = Calendar()
     cal.add("prodid", PRODID)
     cal.add("version", "2.0")
-    vevent = Event()
-    vevent.add("uid", ev.uid)
-    vevent.add("dtstamp", now)
-    vevent.add("dtstart", ev.day)
-    vevent.add("dtend", ev.day + timedelta(days=1))
-    vevent.add("summary", ev.summary)
-    if ev.description:
-        vevent.add("description", ev.description)
-    vevent.add("transp", "TRANSPARENT")
-    vevent.add(MARKER, ev.key)
-    vevent.add(HASH, event_hash(ev))
-    cal.add_component(vevent)
+    event = vevent(ev, now)
+    event.add(MARKER, ev.key)
+    event.add(HASH, ev.digest)
+    cal.add_component(event)
     return bytes(cal.to_ical())
 
 
@@ -198,7 +182,7 @@ class CalendarMirror:
         want = {ev.key: ev for ev in events}
         for key, ev in sorted(want.items()):
             current = have.get(key)
-            if current is not None and current.written == event_hash(ev):
+            if current is not None and current.written == ev.digest:
                 continue
             data = event_ics(ev, now)
             if current is None:

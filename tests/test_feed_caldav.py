@@ -12,8 +12,9 @@ from urllib.parse import urljoin
 
 import pytest
 from icalendar import Calendar
-from servers import ANN, BASE_CONTACTS, KINDS, DavServer, Kit, Phone, shared
+from servers import ANN, BASE_CONTACTS, KINDS, DavServer, Phone, shared
 from test_caldav_clients import _utc, href_of
+from test_occasions_backends import ClockKit
 
 from kit_sync.feed import FeedEvent
 from kit_sync.feed_caldav import HASH, MARKER, parse_listing
@@ -34,15 +35,6 @@ FOREIGN = (
 @pytest.fixture(scope="module", params=KINDS)
 def server(request: pytest.FixtureRequest) -> DavServer:
     return shared(request.param, request)
-
-
-class ClockKit(Kit):
-    now = NOW
-
-    def engine(self) -> Any:
-        engine = super().engine()
-        engine.clock = lambda: self.now
-        return engine
 
 
 class Events:
@@ -144,7 +136,7 @@ def test_events_follow_the_tasks(tmp_path: Path, server: DavServer) -> None:
     assert len(cal.all()) == n
 
 
-def _top(kit: Kit) -> dict[str, Any]:
+def _top(kit: ClockKit) -> dict[str, Any]:
     import yaml
 
     data = yaml.safe_load(kit.config_path.read_text())
