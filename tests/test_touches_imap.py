@@ -529,3 +529,28 @@ def test_a_missing_folder_is_a_clear_line(world: World, dovecot: Dovecot) -> Non
     assert len(world.open_tasks()) == 2
     (line,) = result.source_failures
     assert "cannot read the folder 'Gesendet'" in line and "folders:" in line
+
+
+def test_flag_changes_read_nothing_and_a_deleted_message_keeps_its_touch(
+    world: World,
+    dovecot: Dovecot,  # noqa: F811
+) -> None:
+    world.sync()
+    dovecot.append("Sent", datetime(2026, 3, 4, 12, 0, tzinfo=NY), to="ann@example.com")
+    world.at(datetime(2026, 3, 5, 14, 0, tzinfo=UTC))
+    world.sync()
+    tasks = {t.uid: (t.status, t.due) for t in world.tasks()}
+    client = dovecot.client()
+    client.select_folder("Sent")
+    uids = client.search(["ALL"])
+    client.add_flags(uids, [b"\\Flagged"])  # HIGHESTMODSEQ moves, UIDNEXT does not
+    world.advance(minutes=5)
+    assert world.sync().detected == []
+    client.delete_messages(uids)
+    client.expunge()
+    client.logout()
+    world.advance(minutes=5)
+    result = world.sync()
+    assert result.detected == [] and sum(result.counts.values()) == 0
+    assert {t.uid: (t.status, t.due) for t in world.tasks()} == tasks
+    assert [t.contact_id for t in journal(world)] == [ANN]
