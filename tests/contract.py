@@ -73,9 +73,6 @@ class BackendContract:
     def tz(self) -> ZoneInfo:
         return ZoneInfo("Europe/Berlin")
 
-    def test_capabilities_are_declared(self, backend: Any) -> None:
-        assert isinstance(type(backend).regenerates_itself, bool)
-
     def test_empty_list_lists_nothing(self, backend: Any) -> None:
         listing = backend.fetch_listing()
         assert listing.tasks == []
