@@ -6,8 +6,9 @@
 #
 #   bash scripts/test.sh --fast [pytest args]
 #
-# is the quick loop while you work: the unit and engine tests only (no real servers,
-# no kill -9 loops, no fresh installs; no linters, no Debian packages), in .venv as it
+# is the quick loop while you work: the unit and engine tests only (no tests marked
+# slow, integration or install, and KIT_SYNC_FAST makes tests/conftest.py skip any
+# test the moment it starts a process; no linters, no Debian packages), in .venv as it
 # is (created and installed only when missing). The full run is what CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +24,7 @@ if [ "$FAST" = 1 ]; then
         .venv/bin/python -m pip install --quiet -e ".[test]"
     fi
     echo "== pytest --fast (unit and engine tests)"
-    exec .venv/bin/python -m pytest -m "not slow and not integration and not install" "$@"
+    KIT_SYNC_FAST=1 exec .venv/bin/python -m pytest -m "not slow and not integration and not install" "$@"
 fi
 
 PYTHON=${PYTHON:-python3}

@@ -77,3 +77,25 @@ def clock(test_now: datetime) -> Iterator[datetime]:
 
     with time_machine.travel(test_now, tick=True):
         yield test_now
+
+
+# --- scripts/test.sh --fast ------------------------------------------------------------------
+#
+# The quick loop skips, besides the slow/integration/install markers, every test at the
+# moment it starts a separate process (kit-sync in a subprocess, a server, a linter):
+# those run in the full suite. No list of modules to keep up to date.
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fast_runs_start_no_process() -> Iterator[None]:
+    if not os.environ.get("KIT_SYNC_FAST"):
+        yield
+        return
+    import subprocess
+
+    def refuse(self: object, *args: object, **kwargs: object) -> None:
+        pytest.skip("starts a process: run by scripts/test.sh, not --fast")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(subprocess.Popen, "__init__", refuse)
+        yield
