@@ -64,7 +64,8 @@ def cli(tmp_path: Path, *args: str, env: dict[str, str] | None = None, config: b
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
+def home(tmp_path: Path, clock: object) -> Path:
+    """A config in tmp_path; this process's clock at the `clock` fixture's instant."""
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(CONFIG))
     return tmp_path
 

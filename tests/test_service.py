@@ -253,6 +253,11 @@ def test_the_daemon_unit_restarts_on_failure_but_not_on_a_config_error() -> None
     assert parsed["Install"]["WantedBy"] == "default.target"
 
 
+def test_reload_sends_sighup_which_reloads_the_config() -> None:
+    # What SIGHUP does is pinned in test_cli_e2e.py.
+    assert unit("kit-sync.service")["Service"]["ExecReload"] == "/bin/kill -HUP $MAINPID"
+
+
 def test_the_timer_starts_the_one_shot_sync() -> None:
     assert unit("kit-sync-sync.service")["Service"]["Type"] == "oneshot"
     timer = unit("kit-sync-sync.timer")
