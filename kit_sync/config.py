@@ -42,9 +42,16 @@ from kit_sync.occasions import Birthdays, Trip
 from kit_sync.schedule import Policy
 from kit_sync.yamlsrc import Located, Path_, YamlBoundsError, format_path, read_yaml_file
 
+# Start-up cost, paid by every command: pydantic scans every installed package's
+# entry points for plugins when it builds the first model (kit-sync uses none; a
+# value the user set is kept), and with use_attribute_docstrings it would re-read
+# and parse this module's source to copy each option's docstring into a field
+# description nothing reads. The docstrings stay the documentation of the options.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # --- value types -------------------------------------------------------------------
@@ -905,9 +912,7 @@ class SmtpOptions(Strict):
 
 
 class DigestOptions(Strict):
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, use_attribute_docstrings=True, populate_by_name=True
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     every: Annotated[str, PlainValidator(_digest_every)] = "monday 08:00"
     """When the daemon sends the digest, in the config's time zone: "monday 08:00",
