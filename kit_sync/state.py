@@ -253,6 +253,8 @@ class State:
     def __init__(self, path: Path, *, clock: Clock = system_clock) -> None:
         self.path = path
         self.clock = clock
+        self._noted: set[str] = set()  # contact ids known to have a first_seen row
+        self._seen_rows: set[tuple[Any, ...]] | None = None  # `seen` as last read/written
         try:
             prepare_private_db(path)
         except OSError as exc:
@@ -432,19 +434,25 @@ class State:
 
     def first_seen(self) -> dict[str, date]:
         rows = self.db.execute("SELECT contact_id, first_seen FROM contacts").fetchall()
-        return {r["contact_id"]: date.fromisoformat(r["first_seen"]) for r in rows}
+        days = {r["contact_id"]: date.fromisoformat(r["first_seen"]) for r in rows}
+        self._noted.update(days)
+        return days
 
     def note_first_seen(self, days: dict[str, date]) -> None:
+        """Record the first day of contacts not seen before (rows are never changed:
+        each cycle passes every contact, only the new ones are written)."""
+        new = [(cid, d.isoformat()) for cid, d in days.items() if cid not in self._noted]
+        if not new:
+            return
         with self.transaction():
-            self.db.executemany(
-                "INSERT OR IGNORE INTO contacts VALUES (?, ?)",
-                [(cid, d.isoformat()) for cid, d in days.items()],
-            )
+            self.db.executemany("INSERT OR IGNORE INTO contacts VALUES (?, ?)", new)
+        self._noted.update(cid for cid, _ in new)
 
     # --- what the backend held at the last listing ---------------------------------
 
     def seen(self) -> dict[str, SeenTask]:
         rows = self.db.execute("SELECT * FROM seen").fetchall()
+        self._seen_rows = {tuple(r) for r in rows}
         return {
             r["uid"]: SeenTask(
                 r["uid"],
@@ -458,22 +466,23 @@ class State:
         }
 
     def replace_seen(self, tasks: list[SeenTask]) -> None:
+        rows = [
+            (
+                t.uid,
+                t.contact_id,
+                t.href,
+                t.etag,
+                t.status,
+                t.completed_seen.isoformat() if t.completed_seen else None,
+            )
+            for t in tasks
+        ]
+        if self._seen_rows is not None and set(rows) == self._seen_rows:
+            return  # what this process read is still what the backend holds
         with self.transaction():
             self.db.execute("DELETE FROM seen")
-            self.db.executemany(
-                "INSERT OR REPLACE INTO seen VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        t.uid,
-                        t.contact_id,
-                        t.href,
-                        t.etag,
-                        t.status,
-                        t.completed_seen.isoformat() if t.completed_seen else None,
-                    )
-                    for t in tasks
-                ],
-            )
+            self.db.executemany("INSERT OR REPLACE INTO seen VALUES (?, ?, ?, ?, ?, ?)", rows)
+        self._seen_rows = set(rows)
 
     # --- action journal --------------------------------------------------------------
 
