@@ -914,3 +914,24 @@ def test_items_a_stopped_batch_did_not_process_are_sent_one_by_one(
     assert again.counts["created"] == 1 and again.counts["cancelled"] == 0
     assert len(world.folder_items()) == 12
     assert_one_open_each(world, *(person(i) for i in range(12)))
+
+
+def test_untouch_on_exchange_removes_the_servers_copy_and_restores_the_due_date(
+    world: ExchangeWorld,
+) -> None:
+    """Outlook regenerates the task itself: untouch deletes the completed copy the
+    server made for that touch (else it would count again) and puts the due date back."""
+    world.sync()
+    before = world.the_open(ANN)
+    ann_contact = next(c for c in world.engine().roster.contacts if c.id == ANN)
+    world.at(datetime(2026, 12, 9, 10, 0, tzinfo=UTC))
+    assert world.run(lambda e: e.touch(ann_contact, date(2026, 12, 4), "coffee")).ok
+    assert world.the_open(ANN).due == date(2026, 12, 4) + timedelta(weeks=3)
+    removed, result = world.run(lambda e: e.untouch(ann_contact))
+    assert result.ok and removed.day == date(2026, 12, 4) and removed.note == "coffee"
+    assert world.the_open(ANN).due == before.due
+    assert [x for x in world.tasks() if x.status is Status.COMPLETED] == []
+    assert (ANN, date(2026, 12, 4)) not in world.touches()
+    # Nothing counts the touch again, and the restored date holds.
+    assert world.sync().plan.actions == []
+    assert world.the_open(ANN).due == before.due
