@@ -308,29 +308,56 @@ def build_plan(inputs: Inputs) -> Plan:
     return plan
 
 
+@dataclass
+class _Seen:
+    """What the phases of one contact share: its tasks and journal, and what the
+    earlier phases found (open tasks left, retracted touches, the last touch)."""
+
+    cid: str
+    tasks: list[KitTask]
+    journal: list[Touch]
+    opens: list[KitTask]
+    retracted: set[str] = field(default_factory=set)
+    successor_anchor: dict[str, date] = field(default_factory=dict)
+    detected: list[Touch] = field(default_factory=list)
+    detected_days: set[date] = field(default_factory=set)
+    last: date | None = None
+    last_source: str | None = None
+
+
 def _plan_contact(
     plan: Plan, cid: str, tasks: list[KitTask], journal: list[Touch], inputs: Inputs
 ) -> None:
-    """The actions and touches of one contact (or of a task whose contact is gone)."""
-    day_now = today(inputs.now, inputs.tz)
+    """The actions and touches of one contact (or of a task whose contact is gone),
+    phase by phase; each phase is a function of its own, tested by
+    tests/test_plan_phases.py."""
     if cid in inputs.blocked:
         plan.skipped.append(f"{cid}: an item on the backend for this contact is unreadable")
         return
+    seen = _Seen(cid, tasks, journal, [t for t in tasks if t.status is Status.OPEN])
+    _retractions(plan, seen, inputs)
+    _touches(plan, seen, inputs)
+    _stamp_repairs(plan, seen, inputs)
     contact = inputs.roster.get(cid)
-    opens = [t for t in tasks if t.status is Status.OPEN]
+    if contact is None or contact.paused:
+        _retire(plan, seen, contact, inputs)
+        return
+    _keep_one_open(plan, seen, contact, inputs)
 
-    # Undone completion: the completed task was reopened after we regenerated it.
-    open_uids = {t.uid for t in opens}
-    retracted = set()
-    for t in list(opens):
+
+def _retractions(plan: Plan, seen: _Seen, inputs: Inputs) -> None:
+    """Undone completions: a completed task reopened after kit-sync regenerated it.
+    The successor is cancelled and the touch withdrawn."""
+    open_uids = {t.uid for t in seen.opens}
+    for t in list(seen.opens):
         if t.meta.from_uid and t.meta.from_uid in open_uids:
-            retracted.add(t.meta.from_uid)
+            seen.retracted.add(t.meta.from_uid)
             plan.retracted.append(t.meta.from_uid)
             # A completion kit-sync made for a detected touch, undone by the
             # user: that touch is withdrawn too, or the next sync would redo it.
-            for x in journal:
+            for x in seen.journal:
                 if x.detected and x.day == t.meta.anchor:
-                    retracted.add(x.source_uid)
+                    seen.retracted.add(x.source_uid)
                     plan.retracted.append(x.source_uid)
             plan.actions.append(
                 _cancel(
@@ -340,34 +367,44 @@ def _plan_contact(
                     delete=False,
                 )
             )
-            opens.remove(t)
+            seen.opens.remove(t)
 
-    # Touches: journal + completions on the backend (rule 3: journal survives purges).
-    successor_anchor = {
+
+def _touches(plan: Plan, seen: _Seen, inputs: Inputs) -> None:
+    """Touches: the journal plus completions on the backend (rule 3: the journal
+    survives purges); sets the contact's last touch (rule 2)."""
+    cid, tasks, journal = seen.cid, seen.tasks, seen.journal
+    seen.successor_anchor = {
         t.meta.from_uid: t.meta.anchor for t in tasks if t.meta.from_uid and t.meta.anchor
     }
     known = {x.source_uid for x in journal}
     days: list[tuple[date, str]] = [
-        (x.day, x.source_uid) for x in journal if x.source_uid not in retracted
+        (x.day, x.source_uid) for x in journal if x.source_uid not in seen.retracted
     ]
-    detected = [x for x in journal if x.detected and x.source_uid not in retracted]
+    seen.detected = [x for x in journal if x.detected and x.source_uid not in seen.retracted]
     # A task kit-sync completed for a detected touch is that touch, not a second
     # one (also when the state file was lost and the source found it again).
-    detected_days = {x.day for x in detected}
+    seen.detected_days = {x.day for x in seen.detected}
     for t in tasks:
         if t.status is not Status.COMPLETED:
             continue
-        day = touch_day_of(t, inputs, successor_anchor)
-        if t.uid not in known and day not in detected_days:
+        day = touch_day_of(t, inputs, seen.successor_anchor)
+        if t.uid not in known and day not in seen.detected_days:
             plan.touches.append(Touch(cid, day, "backend", t.uid))
             days.append((day, t.uid))
-    last, last_source = max(days) if days else (None, None)
+    seen.last, seen.last_source = max(days) if days else (None, None)
 
-    for t in tasks:
+
+def _stamp_repairs(plan: Plan, seen: _Seen, inputs: Inputs) -> None:
+    """Completions whose day is not written on the task (no stamp, a stamp in the
+    future, a repeating task) get the day kit-sync counted, so it survives a lost
+    state file."""
+    cid = seen.cid
+    for t in seen.tasks:
         future = future_stamp(t, inputs.now, inputs.tz)
         if t.status is not Status.COMPLETED or not (t.recurring or t.completed is None or future):
             continue
-        day = touch_day_of(t, inputs, successor_anchor)
+        day = touch_day_of(t, inputs, seen.successor_anchor)
         if future:
             # A phone with a wrong clock (or a stamp in year 9999): the day kit-sync
             # first saw the completion counts, and is written down so it stays put.
@@ -397,17 +434,23 @@ def _plan_contact(
             )
         )
 
-    if contact is None or contact.paused:
-        why = "paused in the roster" if contact else "no longer in the roster"
-        for t in opens:
-            plan.actions.append(
-                _cancel(t, inputs, why, delete=inputs.wording.on_remove is RemovalPolicy.DELETE)
-            )
-        return
 
+def _retire(plan: Plan, seen: _Seen, contact: Contact | None, inputs: Inputs) -> None:
+    """A removed or paused contact's open tasks go, by the one removal policy (rule 5)."""
+    why = "paused in the roster" if contact else "no longer in the roster"
+    for t in seen.opens:
+        plan.actions.append(
+            _cancel(t, inputs, why, delete=inputs.wording.on_remove is RemovalPolicy.DELETE)
+        )
+
+
+def _keep_one_open(plan: Plan, seen: _Seen, contact: Contact, inputs: Inputs) -> None:
+    """Exactly one open task for an active contact (rule 1): complete it for a
+    detected touch, create or regenerate one, or keep one and refresh it."""
+    cid, tasks, last = seen.cid, seen.tasks, seen.last
     completed_uids = {t.uid for t in tasks if t.status is Status.COMPLETED}
-    from_uid = last_source if last_source in completed_uids else None
-    if from_uid is None and last in detected_days:
+    from_uid = seen.last_source if seen.last_source in completed_uids else None
+    if from_uid is None and last in seen.detected_days:
         # The task kit-sync completed for that detected touch (a cycle stopped
         # before its successor was created): regenerate from it.
         from_uid = next(
@@ -415,66 +458,80 @@ def _plan_contact(
                 t.uid
                 for t in sorted(tasks, key=lambda t: t.uid)
                 if t.status is Status.COMPLETED
-                and touch_day_of(t, inputs, successor_anchor) == last
+                and touch_day_of(t, inputs, seen.successor_anchor) == last
             ),
             None,
         )
     content = render(contact, last, inputs.wording)
     plan.rendered[cid] = content
 
-    found = _detected_completion(opens, detected, last, inputs)
+    found = _detected_completion(seen.opens, seen.detected, last, inputs)
     if found is not None:
-        plan.actions += _complete_detected(contact, tasks, opens, *found, inputs)
+        plan.actions += _complete_detected(contact, tasks, seen.opens, *found, inputs)
         return
+    if not seen.opens:
+        _create_or_regenerate(plan, seen, contact, content, from_uid, inputs)
+    else:
+        _dedupe_and_refresh(plan, seen, contact, content, from_uid, inputs)
 
-    if not opens:
-        if last is not None:
-            anchor, kind = last, AnchorKind.TOUCH
-        else:
-            anchor, kind = inputs.first_seen.get(cid, day_now), AnchorKind.NEW
-        due = planned_due(anchor, kind is AnchorKind.NEW, cid, contact.every, inputs.rules)
-        request = _request(contact, due, anchor, inputs)
-        existing_uids = {t.uid for t in tasks}
-        n = len(tasks)
+
+def _create_or_regenerate(
+    plan: Plan,
+    seen: _Seen,
+    contact: Contact,
+    content: TaskContent,
+    from_uid: str | None,
+    inputs: Inputs,
+) -> None:
+    """No open task: a new one, due `last touch + every` (rule 2), or spread over the
+    first interval for a contact never touched."""
+    cid, tasks, last = seen.cid, seen.tasks, seen.last
+    if last is not None:
+        anchor, kind = last, AnchorKind.TOUCH
+    else:
+        anchor, kind = inputs.first_seen.get(cid, today(inputs.now, inputs.tz)), AnchorKind.NEW
+    due = planned_due(anchor, kind is AnchorKind.NEW, cid, contact.every, inputs.rules)
+    request = _request(contact, due, anchor, inputs)
+    existing_uids = {t.uid for t in tasks}
+    n = len(tasks)
+    uid = make_uid(cid, f"{from_uid or ''}|{anchor}|{kind}|{n}")
+    while uid in existing_uids:
+        n += 1
         uid = make_uid(cid, f"{from_uid or ''}|{anchor}|{kind}|{n}")
-        while uid in existing_uids:
-            n += 1
-            uid = make_uid(cid, f"{from_uid or ''}|{anchor}|{kind}|{n}")
-        meta = KitMeta(cid, anchor, kind, contact.every.iso, due, from_uid, content.fingerprint)
-        vanished = [
-            u for u, c in inputs.previously_open.items() if c == cid and u not in existing_uids
-        ]
-        if vanished:
-            # Checked first: a regenerated task deleted on the phone leaves its
-            # completed predecessor behind, and is still a deletion to report.
-            action_kind, reason = (
-                Kind.CREATE,
-                "its open task was deleted on a device; recreated",
-            )
-        elif from_uid is not None and not any(t.meta.from_uid == from_uid for t in tasks):
-            action_kind, reason = Kind.REGENERATE, f"completed on {last}"
-        elif tasks:
-            action_kind, reason = Kind.CREATE, "no open task left; recreated"
-        else:
-            action_kind, reason = Kind.CREATE, "new contact"
-        plan.actions.append(
-            Action(
-                action_kind,
-                cid,
-                reason,
-                new=NewTask(uid, due, content, meta),
-                to_place=request,
-            )
-        )
-        return
+    meta = KitMeta(cid, anchor, kind, contact.every.iso, due, from_uid, content.fingerprint)
+    vanished = [u for u, c in inputs.previously_open.items() if c == cid and u not in existing_uids]
+    if vanished:
+        # Checked first: a regenerated task deleted on the phone leaves its
+        # completed predecessor behind, and is still a deletion to report.
+        action_kind, reason = (Kind.CREATE, "its open task was deleted on a device; recreated")
+    elif from_uid is not None and not any(t.meta.from_uid == from_uid for t in tasks):
+        action_kind, reason = Kind.REGENERATE, f"completed on {last}"
+    elif tasks:
+        action_kind, reason = Kind.CREATE, "no open task left; recreated"
+    else:
+        action_kind, reason = Kind.CREATE, "new contact"
+    plan.actions.append(
+        Action(action_kind, cid, reason, new=NewTask(uid, due, content, meta), to_place=request)
+    )
 
-    keeper = _pick_keeper(opens)
-    for t in opens:
+
+def _dedupe_and_refresh(
+    plan: Plan,
+    seen: _Seen,
+    contact: Contact,
+    content: TaskContent,
+    from_uid: str | None,
+    inputs: Inputs,
+) -> None:
+    """Open tasks: one is kept (a second is cancelled, never deleted) and brought up to
+    date: content, cadence, due date unless snoozed (rule 5)."""
+    keeper = _pick_keeper(seen.opens)
+    for t in seen.opens:
         if t is not keeper:
             plan.actions.append(
                 _cancel(t, inputs, "a second open task for the same contact", delete=False)
             )
-    change = _refresh(keeper, contact, content, last, from_uid, inputs)
+    change = _refresh(keeper, contact, content, seen.last, from_uid, inputs)
     if change is not None:
         plan.actions.append(change)
 
