@@ -121,7 +121,8 @@ class CliOptions:
     config: str | None = None
     skip_bad_rows: bool = False
     verbose: bool = False
-    color: bool = False
+    color: bool = False  # for stdout
+    color_choice: Color = Color.AUTO
 
     def load(self, *, report_shown: bool = False) -> Loaded:
         """Config and roster; warnings are logged (those of the per-file import report
@@ -241,6 +242,7 @@ def _global(
         skip_bad_rows=skip_bad_rows,
         verbose=verbose,
         color=use_color(color, sys.stdout),
+        color_choice=color,
     )
 
 
@@ -476,7 +478,11 @@ def sync(
             o.echo(out.sync(_sync_report(result, engine.roster, True)))
             _raise_source_failures(result.source_failures)
             return
-        with _per_task_lines(o.verbose), _progress(enabled=not as_json) as progress:
+        bar_color = use_color(o.color_choice, sys.stderr)
+        with (
+            _per_task_lines(o.verbose),
+            _progress(enabled=not as_json, color=bar_color) as progress,
+        ):
             result = engine.run_cycle(allow_empty=allow_empty, progress=progress)
         for line in result.plan.skipped:
             log.warning("skipped %s", line)
@@ -499,7 +505,9 @@ def _raise_source_failures(lines: list[str]) -> None:
 
 
 @contextmanager
-def _progress(enabled: bool = True) -> Iterator[Callable[[int, int], None] | None]:
+def _progress(
+    enabled: bool = True, color: bool = True
+) -> Iterator[Callable[[int, int], None] | None]:
     """A progress bar on a terminal (stderr); nothing in a pipe or a log."""
     if not enabled or not sys.stderr.isatty():
         yield None
@@ -512,7 +520,7 @@ def _progress(enabled: bool = True) -> Iterator[Callable[[int, int], None] | Non
         BarColumn(),
         MofNCompleteColumn(),
         transient=True,
-        console=Console(stderr=True),
+        console=Console(stderr=True, no_color=not color),
     )
     task_id = None
 
