@@ -65,6 +65,7 @@ from kit_sync.backends.caldav.transport import (
     _lib,
     _parse_sync_report,
     _read,
+    _short,
     _status_error,
     _sync_body,
     _SyncUnsupported,
@@ -75,6 +76,7 @@ from kit_sync.backends.caldav.transport import (
 from kit_sync.clock import Clock, system_clock
 from kit_sync.config import CaldavConfig
 from kit_sync.errors import ConfigError
+from kit_sync.files import MAX_ITEM_BYTES, MB
 from kit_sync.logs import mask_url
 from kit_sync.model import (
     ItemProblem,
@@ -579,7 +581,13 @@ class CaldavBackend(Backend):
         ]
         fresh: dict[str, _Item] = {}
         for key, href, etag, data in self._multiget([href for _, href in wanted]):
-            fresh[key] = self._parse(href, etag or changed.get(key, (href, None))[1] or "", data)
+            etag = etag or changed.get(key, (href, None))[1] or ""
+            if isinstance(data, ItemProblem):
+                # Skipped (too large, unreadable answer): reported by href until its
+                # ETag changes; the rest of the list syncs.
+                fresh[key] = _Item(href, etag, problem=data)
+                continue
+            fresh[key] = self._parse(href, etag, data)
         for key, _href in wanted:
             if key not in fresh:
                 removed.add(key)  # deleted between the report and the multiget
@@ -596,33 +604,84 @@ class CaldavBackend(Backend):
                 "%s: %d changed item(s) fetched, %d removed", self._where, len(fresh), len(removed)
             )
 
-    def _multiget(self, hrefs: list[str]) -> Iterator[tuple[str, str, str | None, bytes]]:
+    def _multiget(
+        self, hrefs: list[str]
+    ) -> Iterator[tuple[str, str, str | None, bytes | ItemProblem]]:
+        """(key, path, etag, data) of each item, in batches; an item the server's
+        answer cannot carry (a 50 MB task exceeds the XML parser's limits, a broken
+        entry) comes as an ItemProblem instead, so one bad item never stops the rest."""
         if hrefs:
             self._connect()
         for start in range(0, len(hrefs), MULTIGET_BATCH):
             batch = hrefs[start : start + MULTIGET_BATCH]
-            root = (
-                _lib().cdav.CalendarMultiGet()
-                + (_lib().dav.Prop() + [_lib().dav.GetEtag(), _lib().cdav.CalendarData()])
-                + [_lib().dav.Href(value=quote(h, safe="/@:+,;=!$&'()*~")) for h in batch]
-            )
-            body = _lib().etree.tostring(root.xmlelement(), encoding="utf-8", xml_declaration=True)
-            response = self._client.report(self.collection, body, 1)
-            if response.status == 404:
-                raise _CollectionGone()
-            if response.status not in (200, 207):
-                raise _translate(
-                    _lib().error.ReportError(
-                        self.collection, f"HTTP {response.status}", status=response.status
-                    ),
+            results: list[tuple[str, str, str | None, bytes | ItemProblem] | None]
+            try:
+                results = list(self._multiget_batch(batch))
+            except (_CollectionGone, BackendError):
+                raise
+            except Exception as exc:
+                if self._transport(exc):
+                    raise
+                log.info(
+                    "%s: the answer for %d item(s) cannot be read (%s); reading them one by one",
                     self._where,
-                    "read the changed tasks",
+                    len(batch),
+                    _short(exc),
                 )
-            for result in response.parse_calendar_query():
-                if result.calendar_data is None or result.status == 404:
-                    continue  # deleted meanwhile
-                path = urlsplit(result.href).path
-                yield _key(path), path, result.etag, result.calendar_data.encode("utf-8")
+                results = [self._get_one(href) for href in batch]
+            yield from (r for r in results if r is not None)
+
+    @staticmethod
+    def _transport(exc: BaseException) -> bool:
+        """A network failure (not an answer that cannot be read)."""
+        http = _lib().http
+        return isinstance(exc, OSError | http.exceptions.RequestException | TimeoutError)
+
+    def _get_one(self, href: str) -> tuple[str, str, str | None, bytes | ItemProblem] | None:
+        """One item by GET, after its batch could not be read; None when gone."""
+        path = urlsplit(href).path
+        response = self._send("GET", href, "", {"Accept": "text/calendar"})
+        if response.status == 404:
+            return None
+        if response.status >= 300:
+            raise _status_error(response.status, None, href, "read")
+        etag = _strong(_header(response, "ETag")) or _header(response, "ETag")
+        raw = getattr(response, "_raw", None)
+        size = len(raw) if isinstance(raw, bytes | str) else len(_body(response))
+        if size > MAX_ITEM_BYTES:
+            limit = MAX_ITEM_BYTES // MB
+            problem = ItemProblem(
+                path, f"is too large ({size / MB:.1f} MB; at most {limit} MB is read); skipped"
+            )
+            return _key(path), path, etag, problem
+        data = _body(response).encode("utf-8")
+        return _key(path), path, etag, data
+
+    def _multiget_batch(
+        self, batch: list[str]
+    ) -> Iterator[tuple[str, str, str | None, bytes | ItemProblem] | None]:
+        root = (
+            _lib().cdav.CalendarMultiGet()
+            + (_lib().dav.Prop() + [_lib().dav.GetEtag(), _lib().cdav.CalendarData()])
+            + [_lib().dav.Href(value=quote(h, safe="/@:+,;=!$&'()*~")) for h in batch]
+        )
+        body = _lib().etree.tostring(root.xmlelement(), encoding="utf-8", xml_declaration=True)
+        response = self._client.report(self.collection, body, 1)
+        if response.status == 404:
+            raise _CollectionGone()
+        if response.status not in (200, 207):
+            raise _translate(
+                _lib().error.ReportError(
+                    self.collection, f"HTTP {response.status}", status=response.status
+                ),
+                self._where,
+                "read the changed tasks",
+            )
+        for result in response.parse_calendar_query():
+            if result.calendar_data is None or result.status == 404:
+                continue  # deleted meanwhile
+            path = urlsplit(result.href).path
+            yield _key(path), path, result.etag, result.calendar_data.encode("utf-8")
 
     def _parse(self, href: str, etag: str, data: bytes) -> _Item:
         found = _lib().ical.task_from_ical(data, href, etag)
