@@ -193,8 +193,11 @@ def kit_sync_cmd(config: Path) -> list[str]:
     return [sys.executable, "-m", "kit_sync", "-q", "--config", str(config), "sync"]
 
 
-def vdirsyncer(folder: Path, server: DavServer, collection: str) -> Callable[[], float]:
-    """A vdirsyncer pair: the same list to a local folder. Returns a timed `sync`."""
+def vdirsyncer(
+    folder: Path, server: DavServer, collection: str
+) -> tuple[Callable[[], float], list[str], dict[str, str]]:
+    """A vdirsyncer pair: the same list to a local folder. Returns a timed `sync`,
+    and its command and environment."""
     exe = shutil.which("vdirsyncer") or str(Path(sys.executable).with_name("vdirsyncer"))
     (folder / "local").mkdir(parents=True, exist_ok=True)
     auth = server.auth()
@@ -213,7 +216,25 @@ def vdirsyncer(folder: Path, server: DavServer, collection: str) -> Callable[[],
         subprocess.run([exe, "sync"], env=env, check=True, capture_output=True)
         return time.perf_counter() - t0
 
-    return sync
+    return sync, [exe, "sync"], env
+
+
+def child(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, float]:
+    """(wall, CPU) seconds of one child process; CPU is its own user + sys (wait4)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        args, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, args
+    return time.perf_counter() - t0, usage.ru_utime + usage.ru_stime
+
+
+def spread(values: list[float]) -> str:
+    return (
+        f"{statistics.median(values) * 1000:.0f} ms "
+        f"[{min(values) * 1000:.0f}-{max(values) * 1000:.0f}]"
+    )
 
 
 def complete_on_phone(server: DavServer, collection: str, engine: Engine, k: int) -> None:
@@ -302,18 +323,26 @@ def bench(kind: str, n: int, work: Path, *, whole_process: bool, rss: bool) -> N
         close(engine)
         # 4. whole process, no changes, against vdirsyncer
         if whole_process:
-            run_process(kit_sync_cmd(config), config.parent)  # settle: nothing to do
-            kit_times = [run_process(kit_sync_cmd(config), config.parent) for _ in range(5)]
-            sync = vdirsyncer(work / f"{kind}-{n}-vdirsyncer", server, collection)
-            sync()  # the first sync downloads everything
-            vdir_times = [sync() for _ in range(5)]
-            k_med = statistics.median(w for w, _, _ in kit_times)
-            v_med = statistics.median(vdir_times)
-            line(
-                f"`kit-sync sync`, no changes, whole process: {k_med:.2f} s (peak RSS "
-                f"{max(r for _, _, r in kit_times)} MB) vs `vdirsyncer sync` {v_med:.2f} s: "
-                f"{'faster' if k_med < v_med else 'SLOWER'} ({v_med / k_med:.2f}x)"
+            _, _, peak = run_process(kit_sync_cmd(config), config.parent)  # settle
+            sync, vdir_cmd, vdir_env = vdirsyncer(
+                work / f"{kind}-{n}-vdirsyncer", server, collection
             )
+            sync()  # the first sync downloads everything
+            kit_runs, vdir_runs = [], []
+            for _ in range(7):  # interleaved, so both see the same machine load
+                kit_runs.append(child(kit_sync_cmd(config), config.parent))
+                vdir_runs.append(child(vdir_cmd, config.parent, vdir_env))
+            for i, what in ((1, "CPU"), (0, "wall")):
+                k = [r[i] for r in kit_runs]
+                v = [r[i] for r in vdir_runs]
+                ratio = statistics.median(k) / statistics.median(v)
+                verdict = ("PASS" if ratio <= 0.7 else "FAIL") if i == 1 else "(for reference)"
+                line(
+                    f"`kit-sync sync`, no changes, whole process ({what}): {spread(k)} vs "
+                    f"`vdirsyncer sync` {spread(v)}: ratio {ratio:.2f} (target <= 0.7 on CPU) "
+                    f"{verdict}"
+                )
+            line(f"(peak RSS of that process: {peak} MB)")
         # 5. peak RSS of real processes: provisioning, then a first full listing
         if rss:
             config2 = config
