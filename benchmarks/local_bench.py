@@ -264,7 +264,7 @@ def no_change(n: int, work: Path, rounds: int, roster: str) -> Run:
             f"{ks.median('cpu') / series['scandir+stat'].median('cpu'):.1f}; the 10x target is "
             "for N = 10,000)"
         )
-    line(f"(wall: {ks.show('wall')}; " + "; ".join(s.show("wall") for s in series.values()) + ")")
+    line("(wall: " + "; ".join(s.show("wall") for s in series.values()) + ")")
     return Run(0, 0, max(r.peak_mb for r in ks.runs))
 
 
