@@ -464,17 +464,33 @@ class Engine:
     ) -> None:
         """Creates sent together through the backend's `create_tasks`; each action is
         journaled, counted and failed on its own, as in `_apply`."""
-        ids = [
-            self.state.begin_action(cycle, a.kind.value, a.contact_id, a.uid, a.describe())
-            for a in actions
-        ]
+        # The batch's journal rows commit together (before the writes, and after
+        # them): one transaction each instead of one per action.
+        with self.state.transaction():
+            ids = [
+                self.state.begin_action(cycle, a.kind.value, a.contact_id, a.uid, a.describe())
+                for a in actions
+            ]
         try:
             with self._timed("create_tasks"):
                 outcomes = self.backend.create_tasks([a.new for a in actions if a.new])
         except BackendUnavailable:
-            for action_id, action in zip(ids, actions, strict=True):
-                self.state.end_action(action_id, "failed", action.describe())
+            with self.state.transaction():
+                for action_id, action in zip(ids, actions, strict=True):
+                    self.state.end_action(action_id, "failed", action.describe())
             raise
+        with self.state.transaction():
+            self._settle_creates(ids, actions, outcomes, tasks, result, retry)
+
+    def _settle_creates(
+        self,
+        ids: list[int],
+        actions: list[Action],
+        outcomes: list[KitTask | BackendError],
+        tasks: dict[str, KitTask],
+        result: CycleResult,
+        retry: set[str] | None,
+    ) -> None:
         for action_id, action, outcome in zip(ids, actions, outcomes, strict=True):
             detail = action.describe()
             where: dict[str, Any] = {"contact_id": action.contact_id, "href": None}
