@@ -299,6 +299,22 @@ class ExchangeAdapter(Adapter):
         super().__init__(tmp, clock)
         self.email = new_mailbox(self.server)
         self.server.store.clock = clock
+        from ews_server.testing import second_client
+        from exchangelib import Task
+
+        account = second_client(self.server, self.email)
+        # Titled like a kit task, but without kit-sync's marker: never to be touched.
+        made = Task(folder=account.tasks, subject="Keep in touch with Person p0").save()
+        self.foreign_id = made.id
+        self.foreign = self._foreign_bytes()
+
+    def _foreign_bytes(self) -> bytes:
+        store = self.server.store
+        with store.lock:
+            return bytes(store.serialise(store.item(self.foreign_id)))
+
+    def foreign_untouched(self) -> None:
+        assert self._foreign_bytes() == self.foreign
 
     def backend_config(self) -> dict[str, Any]:
         from ews_server.testing import PASSWORD
@@ -348,6 +364,13 @@ class GraphAdapter(Adapter):
         super().__init__(tmp, clock)
         self.upn = f"sm{next(_graph_users)}@contoso.example"
         self.ms.entra.add_user(self.upn)
+        # Titled like a kit task, but without kit-sync's link: never to be touched.
+        made = self.ms.graph.add_task(self.upn, {"title": "Keep in touch with Person p0"})
+        self.foreign_id = made.id
+        self.foreign = self.ms.graph.render(self.upn, self.foreign_id)
+
+    def foreign_untouched(self) -> None:
+        assert self.ms.graph.render(self.upn, self.foreign_id) == self.foreign
 
     def backend_config(self) -> dict[str, Any]:
         return self.ms.backend_config("secret", user=self.upn)
