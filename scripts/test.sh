@@ -9,7 +9,8 @@
 # is the quick loop while you work: the unit and engine tests only (no tests marked
 # slow, integration or install, and KIT_SYNC_FAST makes tests/conftest.py skip any
 # test the moment it starts a process; no linters, no Debian packages), in .venv as it
-# is (created and installed only when missing). The full run is what CI runs.
+# is (created when missing; the test tools installed when it lacks them, as after README
+# command 1, which installs plain `pip install .`). The full run is what CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,8 @@ fi
 if [ "$FAST" = 1 ]; then
     if [ ! -x .venv/bin/python ]; then
         "${PYTHON:-python3}" -m venv .venv
+    fi
+    if ! .venv/bin/python -c "import pytest, hypothesis, kit_sync" >/dev/null 2>&1; then
         .venv/bin/python -m pip install --quiet -e ".[test]"
     fi
     echo "== pytest --fast (unit and engine tests)"
