@@ -292,7 +292,9 @@ def check(
 @app.command("import")
 def import_(
     ctx: typer.Context,
-    file: Annotated[str, typer.Argument(help="Outlook/Google CSV, plain CSV or vCard.")],
+    file: Annotated[
+        str, typer.Argument(metavar="FILE", help="Outlook/Google CSV, plain CSV or vCard.")
+    ],
     tier: Annotated[
         str | None, typer.Option(metavar="T", help="Tier of the contacts it would add.")
     ] = None,
