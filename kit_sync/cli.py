@@ -403,8 +403,11 @@ def import_(
 
 
 def _sync_report(result: CycleResult, roster: Roster, dry_run: bool) -> fmt.SyncReport:
+    from kit_sync.occasions import split_key
+
     def name(cid: str) -> str:
-        contact = roster.get(cid)
+        # a birthday task's key is '<id>#birthday': show the person's name for it too
+        contact = roster.get(cid) or roster.get(split_key(cid)[0])
         return contact.name if contact else cid
 
     actions = [
@@ -419,9 +422,12 @@ def _sync_report(result: CycleResult, roster: Roster, dry_run: bool) -> fmt.Sync
         for a in result.plan.actions
     ]
     dues = sorted((a.due, a.name) for a in actions if a.due and a.kind in ("created",))
+    # the documented keys in both modes: a dry run fails nothing, so it counts no 'failed'
+    counts = dict(result.counts)
+    counts.setdefault("failed", 0)
     return fmt.SyncReport(
         dry_run=dry_run,
-        counts=result.counts,
+        counts=counts,
         actions=actions,
         touches=[(t.contact_id, name(t.contact_id), t.day) for t in result.plan.touches],
         detected=[

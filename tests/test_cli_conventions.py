@@ -236,9 +236,12 @@ def test_sync_check_and_due_json_have_the_documented_keys(cli: Cli) -> None:
         "warnings",
     ]
     assert dry["dry_run"] is True and dry["counts"]["created"] == 4
+    counted = ["created", "regenerated", "updated", "cancelled", "failed"]
+    assert sorted(dry["counts"]) == sorted(counted), dry["counts"]
     assert set(dry["actions"][0]) == {"kind", "verb", "id", "name", "reason", "due"}
     done = json.loads(cli.ok("sync", "--json").stdout)
     assert done["dry_run"] is False and done["counts"]["created"] == 4
+    assert sorted(done["counts"]) == sorted(counted), done["counts"]
     check = json.loads(cli.ok("check", "--json").stdout)
     assert list(check) == [
         "ok",
@@ -395,3 +398,14 @@ def test_untouch_removes_the_last_touch_and_restores_the_due_date(cli: Cli) -> N
     assert set(counts.values()) == {0}, counts
     nothing = cli("untouch", "bob")
     assert nothing.exit_code == 2 and "no touch recorded by 'kit-sync touch'" in nothing.stderr
+
+
+def test_a_dry_run_names_the_person_of_a_birthday_task(cli: Cli) -> None:
+    config = dict(CONFIG, birthdays={"tasks": True})
+    config["contacts"] = [dict(CONFIG["contacts"][1], birthday="1815-12-10")]
+    (cli.home / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
+    text = cli.ok("sync", "--dry-run").stdout
+    assert "would create Ada Lovelace (ada-example-com#birthday): " in text, text
+    dry = json.loads(cli.ok("sync", "--dry-run", "--json").stdout)
+    names = {a["id"]: a["name"] for a in dry["actions"]}
+    assert names == {"ada-example-com": "Ada Lovelace", "ada-example-com#birthday": "Ada Lovelace"}
