@@ -31,6 +31,7 @@ error translation), `cache` (the listing cache) and this module, the backend cla
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import sqlite3
 import time
@@ -105,6 +106,14 @@ class CaldavBackend(Backend):
     regenerates_itself: ClassVar[bool] = False
 
     def __init__(self, config: CaldavConfig, tz: ZoneInfo, *, clock: Clock | None = None) -> None:
+        # caldav and lxml are imported on first use (an idle cycle needs neither), so
+        # a plain install without the extra is found out here, not as a traceback.
+        for library in ("caldav", "lxml"):
+            if importlib.util.find_spec(library) is None:
+                raise BackendUnavailable(
+                    f"the 'caldav' backend needs a library that is not installed ({library}); "
+                    "install it with: pip install 'kit-sync[caldav]'"
+                )
         self.config = config
         self.tz = tz
         self._clock = clock or system_clock
