@@ -14,6 +14,7 @@ the pid of its holder, for the messages.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -52,7 +53,21 @@ class _FileLock:
     def try_acquire(self) -> bool:
         if self.fd is not None:
             return True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE)
+        except OSError as exc:
+            from kit_sync.files import read_only_reason
+            from kit_sync.state import StateError, read_only_error
+
+            state = self.path.with_name(self.path.name.split(".lock")[0].removesuffix(".run"))
+            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise read_only_error(
+                    read_only_reason(state) or f"the folder of the state file {state} is read-only"
+                ) from None
+            raise StateError(
+                f"cannot create the lock file {self.path}: {exc.strerror}; set 'state:' in "
+                "the config to a writable path"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -183,6 +183,11 @@ def _touch(r: sqlite3.Row) -> Touch:
     )
 
 
+def read_only_error(reason: str) -> StateError:
+    """The error for a state file kit-sync cannot write (also its lock files)."""
+    return StateError(_read_only_message(reason))
+
+
 def _read_only_message(reason: str) -> str:
     return (
         f"{reason}: kit-sync needs to write its touch journal there. Make it writable "
