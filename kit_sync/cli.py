@@ -686,6 +686,14 @@ def due(
                 f"no tier named {', '.join(unknown)}; the roster has: "
                 f"{', '.join(sorted(known_tiers)) or 'no tiers'}"
             )
+        from kit_sync.model import Channel
+
+        odd = sorted(channels - {c.value for c in Channel})
+        if odd:
+            raise UsageError(
+                f"no channel named {', '.join(odd)}; channels are: "
+                + ", ".join(c.value for c in Channel)
+            )
     horizon = today_ + timedelta(days=within)
     picked = [
         r
@@ -1130,7 +1138,10 @@ def init(ctx: typer.Context) -> None:
     path = Path(o.config) if o.config else default_config_path()
     init_config(path, system_zone().key)
     o.echo(f"wrote {path}")
-    o.echo('next: kit-sync add "Name" --email you@example.com --tier core; kit-sync check')
+    flag = f" --config {o.config}" if o.config else ""
+    o.echo(
+        f'next: kit-sync{flag} add "Name" --email you@example.com --tier core; kit-sync{flag} check'
+    )
 
 
 @app.command()

@@ -12,6 +12,7 @@ import contextlib
 import io
 import os
 import tempfile
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -175,9 +176,9 @@ def append_contact(text: str, entry: dict[str, Any]) -> str:
     item = CommentedMap()
     for key, value in entry.items():
         if isinstance(value, list):
-            value = CommentedSeq(value)
+            value = CommentedSeq([_as_text(v) for v in value])
             value.fa.set_flow_style()  # email: [a@x, b@y], as people write it
-        item[key] = value
+        item[key] = _as_text(value)
     contacts = data.get("contacts")
     if contacts is None:
         data["contacts"] = CommentedSeq([item])
@@ -239,6 +240,22 @@ def _validate(candidate: Path, path: Path) -> Roster:
     config._source = path
     journal, today = roster_context(config, zone_of(config.timezone))
     return load_roster(config, located, journal=journal, today=today)
+
+
+def _as_text(value: Any) -> Any:
+    """A string the config's YAML 1.1 reader would take for something else (yes, no,
+    on, off, null, 12, 2026-01-02) is written quoted, so it stays the text typed."""
+    if not isinstance(value, str):
+        return value
+    import yaml
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+
+    try:
+        read = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value  # not a plain scalar: ruamel quotes it itself
+    retyped = read is None or isinstance(read, bool | int | float | date)
+    return DoubleQuotedScalarString(value) if retyped else value
 
 
 def add_contact(path: Path, entry: dict[str, Any]) -> str:

@@ -303,6 +303,8 @@ def test_due_shows_whole_notes_the_last_note_and_filters(cli: Cli) -> None:
     assert {r["channel"] for r in email} == {"email"}
     bad = cli("due", "--tier", "nope")
     assert bad.exit_code == 2 and "no tier named nope" in bad.stderr
+    fax = cli("due", "--channel", "fax")
+    assert fax.exit_code == 2 and "no channel named fax" in fax.stderr
 
 
 def test_sync_logs_one_line_per_task_only_with_v(cli: Cli) -> None:

@@ -172,3 +172,14 @@ def test_init_writes_a_commented_starter_that_checks(tmp_path: Path) -> None:
     other = tmp_path / "elsewhere" / "kit.yaml"
     done = _cli(tmp_path, "init", config=other, home=home)
     assert done.returncode == 0 and other.is_file()
+
+
+@pytest.mark.parametrize("word", ["yes", "no", "on", "off", "null", "12", "2026-01-02"])
+def test_words_a_yaml_reader_would_retype_stay_text(word: str) -> None:
+    import yaml
+
+    out = append_contact(
+        "contacts: []\n", {"name": "Ann", "every": "3 weeks", "notes": word, "city": word}
+    )
+    [entry] = yaml.safe_load(out)["contacts"]
+    assert entry["notes"] == word and entry["city"] == word

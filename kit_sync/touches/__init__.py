@@ -23,6 +23,7 @@ Sources are imported lazily by type, like backends.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -38,6 +39,15 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "graph": ("kit_sync.touches.graph:GraphSource", "graph"),
 }
 
+#: The libraries each source imports when it first reads (checked when it is built,
+#: so a missing extra is one clear line, not an internal error at the first read).
+LIBRARIES: dict[str, tuple[str, ...]] = {
+    "imap": ("imapclient",),
+    "caldav-events": ("caldav", "recurring_ical_events"),
+    "exchange": ("exchangelib",),
+    "graph": ("msal", "httpx"),
+}
+
 
 def open_source(config: Any, tz: ZoneInfo, backend: Any = None) -> TouchSource:
     """Build one configured touch source. Raises SourceUnavailable for a missing
@@ -46,6 +56,12 @@ def open_source(config: Any, tz: ZoneInfo, backend: Any = None) -> TouchSource:
 
     target, extra = REGISTRY[config.type]
     module_name, _, attr = target.partition(":")
+    for library in LIBRARIES.get(config.type, ()):
+        if importlib.util.find_spec(library) is None:
+            raise SourceUnavailable(
+                f"the '{config.type}' touch source needs a library that is not installed "
+                f"({library}); install it with: pip install 'kit-sync[{extra}]'"
+            )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
