@@ -303,16 +303,12 @@ class ExchangeConfig(Strict):
         return self
 
 
-class GraphConfig(Strict):
-    type: Literal["graph"]
-    client_id: str
-    """Application (client) id of the app registration in Microsoft Entra ID."""
+class GraphConnection(Strict):
+    """How to reach Microsoft Graph: shared by the graph backend and a graph touch
+    source that has an account of its own."""
+
     tenant: str = "common"
     """Tenant id or domain; "common" lets any work/school or personal account sign in."""
-    task_list: str | None = None
-    """To Do list name; the user's default list ("Tasks") when omitted."""
-    create: bool = True
-    """Create the named task list when it does not exist."""
     user: str | None = None
     """For app-only access: the user (UPN or id) whose lists are managed. With a
     login (device code), picks that account when the token cache holds several."""
@@ -322,8 +318,6 @@ class GraphConfig(Strict):
     """App-only access with a certificate: PEM with key and certificate, or .pfx."""
     certificate_password: SecretField | None = None
     """Passphrase of the certificate's private key, if it has one."""
-    token_cache: Path | None = None
-    """Where `kit-sync login` keeps tokens (0600); default in $XDG_STATE_HOME/kit-sync."""
     authority_host: str = "https://login.microsoftonline.com"
     """Microsoft Entra ID sign-in host (national clouds have their own)."""
     graph_url: str = "https://graph.microsoft.com/v1.0"
@@ -336,7 +330,7 @@ class GraphConfig(Strict):
     """Seconds one cycle may wait on throttling (429/503/504 Retry-After) before
     giving up until the next cycle."""
 
-    _resolve = field_validator("certificate", "token_cache")(
+    _resolve_certificate = field_validator("certificate")(
         lambda v, info: None if v is None else _resolve_path(v, info)
     )
 
@@ -346,6 +340,22 @@ class GraphConfig(Strict):
         if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError(f"'{value}' is not an http(s) URL")
         return value.rstrip("/")
+
+
+class GraphConfig(GraphConnection):
+    type: Literal["graph"]
+    client_id: str
+    """Application (client) id of the app registration in Microsoft Entra ID."""
+    task_list: str | None = None
+    """To Do list name; the user's default list ("Tasks") when omitted."""
+    create: bool = True
+    """Create the named task list when it does not exist."""
+    token_cache: Path | None = None
+    """Where `kit-sync login` keeps tokens (0600); default in $XDG_STATE_HOME/kit-sync."""
+
+    _resolve_cache = field_validator("token_cache")(
+        lambda v, info: None if v is None else _resolve_path(v, info)
+    )
 
     # Set when a graph touch source shares this account: the sign-in then also asks
     # for Mail.ReadBasic and Calendars.Read (kit_sync.backends.graph_auth.graph_scopes).
@@ -502,9 +512,10 @@ class ExchangeSourceConfig(Strict):
         return ExchangeConfig.model_validate({"type": "exchange", **data})
 
 
-class GraphSourceConfig(Strict):
+class GraphSourceConfig(GraphConnection):
     """Sent Items and calendar of a Microsoft 365 account (Microsoft Graph). Without
-    `client_id` it uses the graph backend's account and sign-in."""
+    `client_id` it uses the graph backend's account and sign-in; the connection keys
+    are those of the graph backend."""
 
     type: Literal["graph"]
     lookback: IntervalField = Interval(days=90)
@@ -512,30 +523,6 @@ class GraphSourceConfig(Strict):
     client_id: str | None = None
     """An app registration of its own (app-only: with client_secret or certificate and
     user); the graph backend's sign-in when omitted."""
-    tenant: str = "common"
-    """As for the graph backend."""
-    user: str | None = None
-    """As for the graph backend: the mailbox read with app-only access."""
-    client_secret: SecretField | None = None
-    """As for the graph backend."""
-    certificate: Path | None = None
-    """As for the graph backend."""
-    certificate_password: SecretField | None = None
-    """As for the graph backend."""
-    authority_host: str = "https://login.microsoftonline.com"
-    """As for the graph backend."""
-    graph_url: str = "https://graph.microsoft.com/v1.0"
-    """As for the graph backend."""
-    verify: bool | str = True
-    """As for the graph backend."""
-    timeout: float = Field(30.0, gt=0)
-    """As for the graph backend."""
-    max_retry_wait: float = Field(60.0, ge=0)
-    """As for the graph backend."""
-
-    _resolve = field_validator("certificate")(
-        lambda v, info: None if v is None else _resolve_path(v, info)
-    )
 
     @model_validator(mode="after")
     def _own_connection(self) -> GraphSourceConfig:
