@@ -1,3 +1,3 @@
-from kit_sync.cli import main
+from kit_sync.entry import main
 
 main()

@@ -26,6 +26,7 @@ from typer.core import TyperGroup
 
 from kit_sync import formatters as fmt
 from kit_sync.errors import KitError, UsageError
+from kit_sync.term import output_width, use_color
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -103,17 +104,6 @@ class Color(StrEnum):
     NEVER = "never"
 
 
-def use_color(choice: Color, stream: Any, environ: Any = None) -> bool:
-    """--color: always/never win; auto means a terminal, without NO_COLOR or TERM=dumb."""
-    env = os.environ if environ is None else environ
-    if choice is Color.ALWAYS:
-        return True
-    if choice is Color.NEVER or env.get("NO_COLOR") or env.get("TERM") == "dumb":
-        return False
-    isatty = getattr(stream, "isatty", None)
-    return bool(isatty and isatty())
-
-
 @dataclass
 class CliOptions:
     """The global options, carried in the click context (ctx.obj) to every command."""
@@ -123,6 +113,19 @@ class CliOptions:
     verbose: bool = False
     color: bool = False  # for stdout
     color_choice: Color = Color.AUTO
+    quiet: bool = False
+    log_format: str = "text"
+
+    def config_path(self) -> Path:
+        from kit_sync.locate import find_config
+
+        return find_config(self.config)
+
+    def quick_key(self, command: str, as_json: bool) -> str:
+        """The quick check's name for this command's printed answer."""
+        from kit_sync.quick import output_key
+
+        return output_key(command, as_json, self.quiet, self.log_format, self.color)
 
     def load(self, *, report_shown: bool = False) -> Loaded:
         """Config and roster; warnings are logged (those of the per-file import report
@@ -169,18 +172,6 @@ def opts(ctx: typer.Context) -> CliOptions:
     """The global options of this invocation (defaults when a command runs alone)."""
     found = ctx.find_object(CliOptions)
     return found if found is not None else ctx.ensure_object(CliOptions)
-
-
-def output_width(stream: Any = None) -> int | None:
-    """The terminal's width; $COLUMNS for a pipe when set; else no limit."""
-    stream = sys.stdout if stream is None else stream
-    isatty = getattr(stream, "isatty", None)
-    if isatty and isatty():
-        import shutil
-
-        return shutil.get_terminal_size().columns
-    columns = os.environ.get("COLUMNS", "")
-    return int(columns) if columns.isdigit() and int(columns) > 0 else None
 
 
 def _version(value: bool) -> None:
@@ -243,6 +234,8 @@ def _global(
         verbose=verbose,
         color=use_color(color, sys.stdout),
         color_choice=color,
+        quiet=quiet,
+        log_format=log_format.value,
     )
 
 
@@ -478,14 +471,17 @@ def sync(
     as_json: Annotated[bool, typer.Option("--json", help="Print what it did as JSON.")] = False,
 ) -> None:
     """Run one sync cycle and print what it did (a progress bar on a terminal)."""
+    from kit_sync.quick import Recorder, watch_logs
+
     o = opts(ctx)
     out = o.formatter(as_json)
-    with o.engine() as engine:
+    with watch_logs() as logged, o.engine() as engine:
         if dry_run:
             result = engine.run_cycle(dry_run=True, allow_empty=allow_empty)
             o.echo(out.sync(_sync_report(result, engine.roster, True)))
             _raise_source_failures(result.source_failures)
             return
+        recorder = Recorder(engine, o.config_path(), o.skip_bad_rows)
         bar_color = use_color(o.color_choice, sys.stderr)
         with (
             _per_task_lines(o.verbose),
@@ -494,7 +490,17 @@ def sync(
             result = engine.run_cycle(allow_empty=allow_empty, progress=progress)
         for line in result.plan.skipped:
             log.warning("skipped %s", line)
-        o.echo(out.sync(_sync_report(result, engine.roster, False)))
+        text = out.sync(_sync_report(result, engine.roster, False))
+        o.echo(text)
+        if (
+            result.idle
+            and not (allow_empty or o.verbose or logged())
+            and not (result.interrupted or result.source_failures or result.detected)
+            and not result.plan.skipped
+        ):
+            # Nothing to do and nothing said: the next `sync` with the same inputs
+            # is answered by kit_sync.quick.
+            recorder.record(o.quick_key("sync", as_json), text, result.counts)
         if result.failures:
             raise KitError(
                 f"{len(result.failures)} action(s) failed; they are retried at the next sync",
@@ -592,13 +598,15 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
 ) -> None:
     """One row per contact: last touch, next due date, days overdue, state."""
+    from kit_sync.quick import Recorder, watch_logs
+
     o = opts(ctx)
-    with o.engine() as engine:
+    with watch_logs() as logged, o.engine() as engine:
+        recorder = Recorder(engine, o.config_path(), o.skip_bad_rows)
         rows = engine.status()
         _warn_overload(engine, rows)
-    rows = sorted(rows, key=lambda r: (r.next_due or date.max, r.name))
-    o.echo(
-        o.formatter(as_json).status(
+        rows = sorted(rows, key=lambda r: (r.next_due or date.max, r.name))
+        text = o.formatter(as_json).status(
             [
                 fmt.StatusRow(
                     r.id,
@@ -614,7 +622,9 @@ def status(
                 for r in rows
             ]
         )
-    )
+        o.echo(text)
+        if not (o.verbose or logged()):
+            recorder.record(o.quick_key("status", as_json), text)
 
 
 @app.command()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
@@ -33,6 +32,8 @@ def system_zone() -> ZoneInfo:
             return ZoneInfo(name)
         except (ZoneInfoNotFoundError, ValueError):
             pass
+    from pathlib import Path
+
     try:
         target = Path("/etc/localtime").resolve()
         parts = target.parts

@@ -36,6 +36,8 @@ from pydantic import (
 
 from kit_sync.cadence import Interval, IntervalError, Rules
 from kit_sync.errors import ConfigError
+from kit_sync.locate import config_locations as config_locations  # re-exported
+from kit_sync.locate import find_config as find_config
 from kit_sync.logs import register_secret, register_url
 from kit_sync.model import Channel, RemovalPolicy, Wording
 from kit_sync.occasions import Birthdays, Trip
@@ -1215,36 +1217,6 @@ def last_known_state(path: Path) -> tuple[Path, timedelta]:
         base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
         state = base / "kit-sync" / f"{path.stem}.sqlite"
     return state, every
-
-
-def config_locations(environ: Any = None) -> list[Path]:
-    """Where kit-sync looks for a config when neither --config nor KIT_SYNC_CONFIG
-    names one, in order: ./kit-sync.yaml, then the user's config folder
-    ($XDG_CONFIG_HOME/kit-sync/config.yaml, by default ~/.config/kit-sync/config.yaml)."""
-    env = os.environ if environ is None else environ
-    base = env.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return [Path("kit-sync.yaml"), Path(base) / "kit-sync" / "config.yaml"]
-
-
-def find_config(explicit: str | None, environ: Any = None) -> Path:
-    env = os.environ if environ is None else environ
-    if explicit:
-        return Path(explicit)
-    if env.get("KIT_SYNC_CONFIG"):
-        return Path(env["KIT_SYNC_CONFIG"])
-    looked = config_locations(env)
-    for path in looked:
-        if path.exists():
-            return path
-    raise ConfigError(
-        "no config file found; pass --config PATH, set KIT_SYNC_CONFIG, or create one "
-        "(kit-sync init writes a starter; config.example.yaml shows every option). Looked in:",
-        [
-            "--config: not given",
-            "$KIT_SYNC_CONFIG: not set",
-            *(f"{p.absolute() if not p.is_absolute() else p}: no such file" for p in looked),
-        ],
-    )
 
 
 def _friendly(err: dict[str, Any], data: Any) -> tuple[Path_, str]:

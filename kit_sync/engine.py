@@ -71,6 +71,9 @@ class CycleResult:
     source_failures: list[str] = field(default_factory=list)
     # touches the sources found this cycle (a dry run: would find)
     detected: list[Touch] = field(default_factory=list)
+    # nothing was planned and nothing was wrong: the next cycle with the same inputs
+    # finds nothing again (the daemon's idle signature; kit_sync.quick across runs)
+    idle: bool = False
 
     @property
     def ok(self) -> bool:
@@ -290,7 +293,7 @@ class Engine:
             # Nothing changed since the last cycle that found nothing to do: same
             # tasks and etags, roster, journal and day. Planning again would find
             # nothing again; the daemon's idle cycle stays one cheap listing.
-            return CycleResult(Plan(), {k.value: 0 for k in Kind} | {"failed": 0})
+            return CycleResult(Plan(), {k.value: 0 for k in Kind} | {"failed": 0}, idle=True)
         inputs = self._inputs(listing, now)
         plan = build_plan(inputs)
         result = CycleResult(
@@ -352,6 +355,7 @@ class Engine:
         self._publish(tasks.values(), plan, now)
         idle = not (plan.actions or plan.touches or plan.retracted or listing.problems)
         self._idle_signature = signature if idle and result.ok else None
+        result.idle = idle and result.ok and not result.stopped and not plan.warnings
         return result
 
     @staticmethod

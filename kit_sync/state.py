@@ -26,6 +26,7 @@ from kit_sync.errors import DiskFull, KitError
 from kit_sync.files import disk_full_message, is_full, prepare_private_db, read_only_reason
 from kit_sync.logs import redact
 from kit_sync.model import Touch
+from kit_sync.quick import QUICK_KEY
 
 SCHEMA_VERSION = 3
 # Version 3: the network backends' listing caches (CalDAV's own SQLite file, Exchange's
@@ -355,6 +356,8 @@ class State:
                 touch.at.isoformat() if touch.at else None,
             ),
         )
+        if cur.rowcount > 0:
+            self.forget_quick()
         return cur.rowcount > 0
 
     def add_detected(self, touches: list[Touch], token_key: str, token: str | None) -> list[Touch]:
@@ -369,6 +372,8 @@ class State:
 
     def remove_touch(self, source_uid: str) -> bool:
         cur = self.db.execute("DELETE FROM touches WHERE source_uid = ?", (source_uid,))
+        if cur.rowcount > 0:
+            self.forget_quick()
         return cur.rowcount > 0
 
     def touches(self, contact_id: str | None = None) -> list[Touch]:
@@ -421,6 +426,7 @@ class State:
             "INSERT OR REPLACE INTO touch_replaced VALUES (?, ?, ?)",
             (source_uid, contact_id, due.isoformat() if due else None),
         )
+        self.forget_quick()
 
     def replaced_due(self, source_uid: str) -> date | None:
         row = self.db.execute(
@@ -430,6 +436,7 @@ class State:
 
     def forget_replaced_due(self, source_uid: str) -> None:
         self.db.execute("DELETE FROM touch_replaced WHERE source_uid = ?", (source_uid,))
+        self.forget_quick()
 
     @staticmethod
     def new_touch_id() -> str:
@@ -451,6 +458,7 @@ class State:
             return
         with self.transaction():
             self.db.executemany("INSERT OR IGNORE INTO contacts VALUES (?, ?)", new)
+            self.forget_quick()
         self._noted.update(cid for cid, _ in new)
 
     # --- what the backend held at the last listing ---------------------------------
@@ -486,6 +494,7 @@ class State:
             return  # what this process read is still what the backend holds
         with self.transaction():
             self.db.execute("DELETE FROM seen")
+            self.forget_quick()
             self.db.executemany("INSERT OR REPLACE INTO seen VALUES (?, ?, ?, ?, ?, ?)", rows)
         self._seen_rows = set(rows)
 
@@ -519,6 +528,7 @@ class State:
 
     def begin_cycle(self) -> str:
         cycle_id = uuid.uuid4().hex[:12]
+        self.forget_quick()
         self.db.execute("INSERT INTO cycles (id, started) VALUES (?, ?)", (cycle_id, self._now()))
         self.db.execute(
             "DELETE FROM cycles WHERE id NOT IN "
@@ -557,6 +567,13 @@ class State:
     def last_success(self) -> datetime | None:
         r = self.db.execute("SELECT MAX(finished) AS f FROM cycles WHERE ok = 1").fetchone()
         return datetime.fromisoformat(r["f"]) if r and r["f"] else None
+
+    # --- the quick check's record (kit_sync.quick) ------------------------------------
+
+    def forget_quick(self) -> None:
+        """Drop what the quick check answers from: called by every write a plan
+        depends on (a cycle, the journal, first-seen days, the seen tasks)."""
+        self.db.execute("DELETE FROM meta WHERE key = ?", (QUICK_KEY,))
 
     # --- small named values (the digest's last period) -----------------------------
 

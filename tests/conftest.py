@@ -87,6 +87,15 @@ def clock(test_now: datetime) -> Iterator[datetime]:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """kit-sync's cache folder (the quick check's pointer files) is the session's own,
+    for in-process runs and the processes they start alike."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _fast_runs_start_no_process() -> Iterator[None]:
     if not os.environ.get("KIT_SYNC_FAST"):
         yield

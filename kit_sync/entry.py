@@ -1,0 +1,18 @@
+"""The `kit-sync` command: the quick check first (`kit_sync.quick`: an idle `sync`
+or `status` answered from its record, without importing the CLI, the config's
+validation or the backends), else the full CLI."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    from kit_sync.quick import answer
+
+    code = answer(sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
+    from kit_sync.cli import main as cli_main
+
+    cli_main()
