@@ -8,11 +8,13 @@ import sys
 
 
 def main() -> None:
-    from kit_sync.quick import answer
+    argv = sys.argv[1:]
+    if "sync" in argv or "status" in argv:  # the only commands it answers
+        from kit_sync.quick import answer
 
-    code = answer(sys.argv[1:])
-    if code is not None:
-        sys.exit(code)
+        code = answer(argv)
+        if code is not None:
+            sys.exit(code)
     from kit_sync.cli import main as cli_main
 
     cli_main()
