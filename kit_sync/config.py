@@ -13,8 +13,6 @@ import contextlib
 import difflib
 import os
 import re
-import shlex
-import subprocess
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -42,6 +40,7 @@ from kit_sync.logs import register_secret, register_url
 from kit_sync.model import Channel, RemovalPolicy, Wording
 from kit_sync.occasions import Birthdays, Trip
 from kit_sync.schedule import Policy
+from kit_sync.secretsrc import secret_value
 from kit_sync.yamlsrc import Located, Path_, YamlBoundsError, format_path, read_yaml_file
 
 # Start-up cost, paid by every command: pydantic scans every installed package's
@@ -118,40 +117,9 @@ def resolve_secret(value: Any, base_dir: Path, environ: Any = None) -> SecretStr
 
     Raises ValueError with a message that names the source but never the value.
     """
-    env = os.environ if environ is None else environ
     if isinstance(value, SecretStr):
         return value
-    if isinstance(value, str):
-        return SecretStr(value)
-    if not isinstance(value, dict) or len(value) != 1:
-        raise ValueError(
-            "a secret is a string, {env: NAME}, {file: PATH} or {command: [program, args...]}"
-        )
-    ((kind, arg),) = value.items()
-    if kind == "env":
-        if not isinstance(arg, str) or arg not in env:
-            raise ValueError(f"environment variable {arg} is not set")
-        return SecretStr(env[arg])
-    if kind == "file":
-        path = Path(os.path.expanduser(str(arg)))
-        path = path if path.is_absolute() else base_dir / path
-        try:
-            return SecretStr(path.read_text(encoding="utf-8").rstrip("\r\n"))
-        except OSError as exc:
-            raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
-    if kind == "command":
-        argv = shlex.split(arg) if isinstance(arg, str) else [str(a) for a in arg]
-        if not argv:
-            raise ValueError("secret command is empty")
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ValueError(f"secret command '{argv[0]}' could not run: {exc}") from None
-        if done.returncode != 0:
-            # stderr may echo the secret for some tools: report only the exit code.
-            raise ValueError(f"secret command '{argv[0]}' failed with exit code {done.returncode}")
-        return SecretStr(done.stdout.splitlines()[0] if done.stdout else "")
-    raise ValueError(f"unknown secret source '{kind}' (use env, file or command)")
+    return SecretStr(secret_value(value, base_dir, environ))
 
 
 def _secret(value: Any, info: ValidationInfo) -> SecretStr:

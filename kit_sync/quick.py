@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 #: The state's meta row holding the record.
 QUICK_KEY = "quick"
 #: The record's layout; another value is ignored (and replaced by the next record).
-FORMAT = 1
+FORMAT = 2
 #: A task-folder entry changed less than this before the recorded run began makes
 #: that run not recordable (coarse file timestamps: FAT 2 s, ext3 1 s).
 RACY_NS = 2_000_000_000
@@ -227,23 +227,95 @@ def _environment() -> dict[str, str]:
 
 
 def fingerprint(
-    spec: dict[str, Any], db: sqlite3.Connection, now: datetime
+    spec: dict[str, Any], db: sqlite3.Connection, now: datetime, secret: str | None = None
 ) -> tuple[dict[str, Any], int]:
-    """The inputs named by `spec` as they are now, and the newest folder timestamp.
-    Raises OSError/ValueError when they cannot be read (no record then)."""
-    folder = _folder_digest(spec["folder"])
-    if folder is None:
-        raise ValueError("a symlink in the task folder")
+    """The inputs named by `spec` as they are now, and the newest task-folder
+    timestamp (0 for a CalDAV list: its sync token is exact). Raises
+    OSError/ValueError when they cannot be read (no record, no answer then)."""
     from zoneinfo import ZoneInfo
 
+    if spec["backend"] == "caldav":
+        tasks, newest = _collection_state(spec, secret), 0
+    else:
+        folder = _folder_digest(spec["folder"])
+        if folder is None:
+            raise ValueError("a symlink in the task folder")
+        tasks, newest = folder
     return {
         "code": _code_digest(),
         "env": _environment(),
         "day": now.astimezone(ZoneInfo(spec["zone"])).date().isoformat(),
         "journal": _journal(db),
         "files": {p: _file_digest(p) for p in spec["files"]},
-        "folder": folder[0],
-    }, folder[1]
+        "tasks": tasks,
+    }, newest
+
+
+_PROPFIND = (
+    b'<?xml version="1.0" encoding="utf-8"?>'
+    b'<d:propfind xmlns:d="DAV:" xmlns:cs="http://calendarserver.org/ns/">'
+    b"<d:prop><d:sync-token/><cs:getctag/></d:prop></d:propfind>"
+)
+
+
+def _collection_state(spec: dict[str, Any], secret: str | None) -> str:
+    """The CalDAV task list's sync-token and CTag (PROPFIND, Depth 0): they change
+    with every change of the list (RFC 6578; CalendarServer's getctag). Over the
+    standard library, as the backend's own first request of a process
+    (`CaldavBackend._quick_refresh`): Basic, bearer or no credentials."""
+    import base64
+    import http.client
+    import xml.etree.ElementTree as ET
+    from urllib.parse import urlsplit
+
+    url = urlsplit(spec["url"])
+    if url.username or url.password or url.scheme not in ("http", "https") or not url.hostname:
+        raise ValueError("not a plain http(s) URL")
+    headers = {
+        "Content-Type": "application/xml; charset=utf-8",
+        "Depth": "0",
+        "User-Agent": "kit-sync (quick check)",
+    }
+    if spec["auth"] == "bearer":
+        headers["Authorization"] = f"Bearer {secret}"
+    elif spec["auth"] == "basic":
+        pair = f"{spec['username']}:{secret or ''}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+    conn: http.client.HTTPConnection
+    if url.scheme == "https":
+        import ssl
+
+        verify = spec["verify"]
+        context = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
+        if verify is False:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        conn = http.client.HTTPSConnection(
+            url.hostname, url.port, timeout=spec["timeout"], context=context
+        )
+    else:
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=spec["timeout"])
+    try:
+        path = url.path or "/"
+        conn.request("PROPFIND", f"{path}?{url.query}" if url.query else path, _PROPFIND, headers)
+        response = conn.getresponse()
+        data = response.read(1 << 20)
+    finally:
+        conn.close()
+    if response.status != 207:
+        raise ValueError(f"PROPFIND answered {response.status}")
+    values = []
+    for prop in ("{DAV:}sync-token", "{http://calendarserver.org/ns/}getctag"):
+        found = [
+            (e.text or "").strip()
+            for stat in ET.fromstring(data).iter("{DAV:}propstat")
+            if "200" in (stat.findtext("{DAV:}status") or "")
+            for e in stat.iter(prop)
+        ]
+        values.append(found[0] if found else "")
+    if not any(values):
+        raise ValueError("the task list has neither a sync-token nor a CTag")
+    return "|".join(values)
 
 
 def pointer_path(config: str | Path, environ: Any = None) -> str:
@@ -267,9 +339,10 @@ class Recorder:
     def __init__(self, engine: Any, config_path: Path, skip_bad_rows: bool) -> None:
         self.engine = engine
         self.config_path = config_path
-        self.spec = self._spec(engine, skip_bad_rows)
         self.before: dict[str, Any] | None = None
         self.previous: dict[str, Any] | None = None
+        self.secret: str | None = None
+        self.spec = self._spec(engine, skip_bad_rows)
         if self.spec is None:
             return
         try:
@@ -285,7 +358,9 @@ class Recorder:
         except OSError:
             self.started = time.time_ns()
         try:
-            self.before, newest = fingerprint(self.spec, engine.state.db, engine.clock())
+            self.before, newest = fingerprint(
+                self.spec, engine.state.db, engine.clock(), self.secret
+            )
         except (OSError, ValueError):
             self.before = None
             return
@@ -294,9 +369,9 @@ class Recorder:
 
     def _spec(self, engine: Any, skip_bad_rows: bool) -> dict[str, Any] | None:
         config = engine.config
-        if config.backend.type != "local" or config.touches or config.calendar is not None:
+        if config.touches or config.calendar is not None:
             return None
-        return {
+        spec = {
             "format": FORMAT,
             "config": os.path.abspath(self.config_path),
             "state": os.path.abspath(config.state_path()),
@@ -304,9 +379,32 @@ class Recorder:
                 os.path.abspath(config.source),
                 *(os.path.abspath(inc.path) for inc in config.include),
             ],
-            "folder": os.path.abspath(config.backend.path),
             "zone": engine.tz.key,
             "skip_bad_rows": skip_bad_rows,
+            "backend": config.backend.type,
+        }
+        if config.backend.type == "local":
+            return spec | {"folder": os.path.abspath(config.backend.path)}
+        if config.backend.type != "caldav":
+            return None
+        backend = engine.backend
+        url, auth = backend.known_collection(), backend.plain_auth()
+        if url is None or auth is None:
+            return None  # the next run knows them (the cache) or caldav must negotiate
+        cfg = config.backend
+        secret = None
+        if auth == "bearer":
+            secret = "token" if cfg.token is not None else "password"
+        elif auth == "basic":
+            secret = "password"
+        self.secret = _secret_text(getattr(cfg, secret)) if secret else None
+        return spec | {
+            "url": url,
+            "auth": auth,
+            "username": cfg.username,
+            "secret": secret,
+            "verify": cfg.verify,
+            "timeout": cfg.timeout,
         }
 
     def record(self, key: str, text: str, counts: dict[str, int] | None = None) -> bool:
@@ -316,7 +414,7 @@ class Recorder:
             return False
         state = self.engine.state
         try:
-            after, _ = fingerprint(self.spec, state.db, self.engine.clock())
+            after, _ = fingerprint(self.spec, state.db, self.engine.clock(), self.secret)
             if after != self.before:
                 return False
             old = self.previous
@@ -424,8 +522,9 @@ def _answer(call: Call) -> str | None:
                 return None
             if spec["skip_bad_rows"] != call.skip_bad_rows:
                 return None
+            secret = _config_secret(spec) if spec.get("secret") else None
             now = system_clock()
-            fp, _ = fingerprint(spec, db, now)
+            fp, _ = fingerprint(spec, db, now, secret)
             if fp != record["fp"]:
                 return None
             if call.command == "sync":
@@ -435,6 +534,30 @@ def _answer(call: Call) -> str | None:
             db.close()
     finally:
         os.close(lock)  # closing the file drops the flock
+
+
+def _secret_text(value: Any) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def _config_secret(spec: dict[str, Any]) -> str:
+    """The backend's password or token as the config gives it (read each time, never
+    kept): the config file's bytes are the recorded ones, so this is the same YAML
+    value the full way validated (${NAME} expanded, {env}/{file}/{command} resolved)."""
+    import yaml
+
+    with open(spec["config"], "rb") as fh:
+        raw = yaml.load(fh.read(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    value = raw["backend"][spec["secret"]]
+    if isinstance(value, str) and "$" in value:
+        from kit_sync.yamlsrc import expand_env
+
+        value, missing = expand_env(value, os.environ)
+        if missing:
+            raise ValueError("an environment variable of the secret is not set")
+    from kit_sync.secretsrc import secret_value
+
+    return secret_value(value, os.path.dirname(spec["config"]))
 
 
 def _cycle_lock(state: str) -> int | None:

@@ -15,9 +15,12 @@ import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from servers import ANN, FOREIGN, KINDS, DavServer, Phone, Radicale, shared
+from servers import Kit as ServerKit
 
 from kit_sync import cli, quick
 from kit_sync.lock import StateLock
@@ -275,3 +278,108 @@ def test_the_pointer_file_is_private(kit: Kit) -> None:
     pointer = Path(quick.pointer_path(kit.config))
     assert pointer.stat().st_mode & 0o777 == 0o600
     assert pointer.parent.stat().st_mode & 0o777 == 0o700
+
+
+# --- a CalDAV task list: its sync-token and CTag stand for the folder's stats ------------
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def server(request: pytest.FixtureRequest) -> DavServer:
+    return shared(request.param, request)
+
+
+class DavKit(Kit):
+    def __init__(
+        self, home: Path, capsys: pytest.CaptureFixture[str], server: DavServer, **backend: Any
+    ) -> None:
+        self.home = home
+        self.capsys = capsys
+        self.dav = ServerKit(home, server, server.new_collection(), **backend)
+        self.config = self.dav.config_path
+        self.config.chmod(0o600)
+
+
+@pytest.fixture
+def dav(
+    tmp_path: Path,
+    clock: datetime,
+    capsys: pytest.CaptureFixture[str],
+    server: DavServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[DavKit]:
+    monkeypatch.chdir(tmp_path)
+    yield DavKit(tmp_path, capsys, server)
+
+
+def completed(text: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return text.replace("STATUS:NEEDS-ACTION", f"STATUS:COMPLETED\r\nCOMPLETED:{stamp}")
+
+
+@pytest.mark.integration
+def test_caldav_an_idle_sync_is_answered_and_a_completion_on_a_phone_is_not(dav: DavKit) -> None:
+    how, first = dav("sync")
+    assert first.startswith("created 2")
+    idle = dav.settled("sync")
+    assert idle.startswith("created 0")
+    before = dav.cycles()
+    assert dav("sync") == ("quick", idle)
+    assert dav.cycles() == before + 1
+    phone = Phone(dav.dav.server, dav.dav.collection)
+    try:
+        href = dav.dav.the_open(ANN).href
+        phone.edit(href, completed)
+    finally:
+        phone.close()
+    how, out = dav("sync")
+    assert how == "full" and "regenerated 1" in out
+
+
+@pytest.mark.integration
+def test_caldav_a_foreign_task_added_on_a_phone_is_never_answered_from_the_record(
+    dav: DavKit,
+) -> None:
+    dav("sync")
+    before = dav.settled("status")
+    phone = Phone(dav.dav.server, dav.dav.collection)
+    try:
+        phone.put("phone-made.ics", FOREIGN.format(uid="phone-made-1", summary="Buy milk"))
+    finally:
+        phone.close()
+    how, after = dav("status")
+    assert how == "full" and after == before  # looked again; a foreign task changes nothing
+    assert dav("status") == ("quick", after)
+
+
+@pytest.fixture(scope="module")
+def locked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Radicale]:
+    server = Radicale(tmp_path_factory.mktemp("radicale-htpasswd"), htpasswd=True)
+    server.start()
+    server.provision()
+    yield server
+    server.stop()
+
+
+@pytest.mark.integration
+def test_caldav_the_password_is_read_from_its_source_each_time_and_never_kept(
+    tmp_path: Path,
+    clock: datetime,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    locked: Radicale,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KIT_TEST_DAV_PASSWORD", locked.password)
+    kit = DavKit(tmp_path, capsys, locked, password={"env": "KIT_TEST_DAV_PASSWORD"})
+    kit("sync")
+    idle = kit.settled("sync")
+    db = sqlite3.connect(tmp_path / "state.sqlite")
+    try:
+        record = db.execute("SELECT value FROM meta WHERE key = 'quick'").fetchone()[0]
+    finally:
+        db.close()
+    assert locked.password not in record and "KIT_TEST_DAV_PASSWORD" not in record
+    monkeypatch.setenv("KIT_TEST_DAV_PASSWORD", "wrong")  # the server refuses it now
+    assert quick.answer(["--config", str(kit.config), "sync"]) is None
+    monkeypatch.setenv("KIT_TEST_DAV_PASSWORD", locked.password)
+    assert kit("sync") == ("quick", idle)

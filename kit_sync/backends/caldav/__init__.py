@@ -301,6 +301,26 @@ class CaldavBackend(Backend):
         self._reconcile(changed, removed, complete=False, token=token)
         return True
 
+    def plain_auth(self) -> str | None:
+        """How a request sent without caldav logs in: "bearer", "basic", "none" (the
+        server never asked for credentials), or None (digest, or not known yet:
+        caldav negotiates it)."""
+        auth = self._auth_type()
+        remembered = self._cache.get(f"auth|{self._identity}") if self._cache else None
+        if auth == "bearer" or (auth is None and self.config.token is not None):
+            return "bearer"
+        if auth == "basic" and self.config.username is not None:
+            return "basic"
+        if auth is None and remembered == "none":
+            return "none"
+        return None
+
+    def known_collection(self) -> str | None:
+        """The task list's URL, when this process or the cache knows it already."""
+        if self.collection is not None:
+            return self.collection
+        return self._cache.get(self._list_key) if self._cache else None
+
     def _quick_headers(self) -> dict[str, str] | None:
         import base64
 
@@ -309,17 +329,14 @@ class CaldavBackend(Backend):
             "Depth": "1",
             "User-Agent": USER_AGENT,
         }
-        auth = self._auth_type()
-        remembered = self._cache.get(f"auth|{self._identity}") if self._cache else None
-        if auth == "bearer" or (auth is None and self.config.token is not None):
+        auth = self.plain_auth()
+        if auth == "bearer":
             headers["Authorization"] = f"Bearer {self._secret('bearer')}"
-        elif auth == "basic" and self.config.username is not None:
+        elif auth == "basic":
             pair = f"{self.config.username}:{self._secret('basic') or ''}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
-        elif auth is None and remembered == "none":
-            pass  # the server never asked for credentials
-        else:
-            return None  # digest, or not known yet: caldav negotiates it
+        elif auth is None:
+            return None
         return headers
 
     def _ssl_context(self, url: str) -> Any:
