@@ -380,6 +380,7 @@ def main() -> None:
     line(f"# kit-sync CalDAV benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     line(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory(prefix="kit-caldav-bench-") as tmp:
+        os.environ["XDG_CACHE_HOME"] = str(Path(tmp) / "cache")  # the quick check's pointers
         for kind in args.servers.split(","):
             for n in sizes:
                 bench(
