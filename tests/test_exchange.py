@@ -8,6 +8,7 @@ regenerates it counting in the user's zone), a phone or another EWS client
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -24,7 +25,7 @@ from kit_sync.app import load
 from kit_sync.backends.base import AuthFailed, BackendUnavailable, Throttled
 from kit_sync.backends.exchange import ExchangeBackend, importance_for, regeneration_for
 from kit_sync.engine import CycleResult, Engine
-from kit_sync.model import KitTask, Status
+from kit_sync.model import KitTask, Status, make_uid
 from kit_sync.state import State
 
 pytestmark = pytest.mark.integration
@@ -488,6 +489,125 @@ def test_foreign_tasks_are_untouched(world: ExchangeWorld) -> None:
     after = {i.id: store.serialise(i) for i in world.folder_items() if i.id in before}
     assert after == before
     assert all(t.href not in before for t in world.tasks())
+
+
+def _marked_task(world: ExchangeWorld, subject: str, **props: Any) -> Any:
+    """A task another EWS client saves with kit-sync's named properties set (a script
+    or an app that copied them); `props` are kit_contact, kit_uid, kit_meta, ..."""
+    from exchangelib import Task
+
+    from kit_sync.backends.exchange.items import _register_properties
+
+    _register_properties()  # the named properties as attributes of exchangelib's Task
+    account = second_client(world.server, world.email)
+    item = Task(folder=account.tasks, subject=subject, due_date=date(2026, 12, 1), **props)
+    item.save()
+    return item
+
+
+@pytest.mark.parametrize(
+    "own_uid",
+    [None, "made-by-a-script-1@example.org", make_uid(BOB, "a task of Bob's")],
+    ids=["no-uid", "its-own-uid", "another-contacts-kit-uid"],
+)
+def test_a_task_with_a_copied_marker_under_its_own_uid_is_foreign_and_reported_once(
+    world: ExchangeWorld, caplog: pytest.LogCaptureFixture, own_uid: str | None
+) -> None:
+    """Issue 11, defect 3: a marker alone does not make a task kit-sync's; the kit
+    UID of that same contact is needed too."""
+    foreign = _marked_task(
+        world, "Keep in touch with Ann Lee (copy)", kit_contact=ANN, kit_uid=own_uid
+    )
+    store = world.server.store
+    before = store.serialise(store.item(foreign.id))
+    with caplog.at_level(logging.WARNING, logger="kit_sync"):
+        first = world.sync()
+        assert first.ok and first.counts["created"] == 2  # Ann gets a task of her own
+        opens = assert_one_open_each(world, ANN, BOB)
+        assert opens[ANN].href != foreign.id
+        assert world.sync().plan.actions == []
+        assert store.serialise(store.item(foreign.id)) == before
+        # Completing it is not a touch of Ann's.
+        world.at(datetime(2026, 11, 28, 9, 0, tzinfo=UTC))
+        store.complete_like_outlook(foreign.id, date(2026, 11, 28), world.tz)
+        before = store.serialise(store.item(foreign.id))
+        assert world.sync().plan.actions == []
+        assert (ANN, date(2026, 11, 28)) not in world.touches()
+        # Ann's task follows the roster; then she is removed: only hers is cancelled.
+        data = copy.deepcopy(world.config_data)
+        data["contacts"][0]["notes"] = "Met at PyCon"
+        world.write_config(data)
+        assert world.sync().counts["updated"] == 1
+        data["contacts"] = data["contacts"][1:]
+        world.write_config(data)
+        removed = world.sync()
+        assert removed.counts["cancelled"] == 1
+        assert world.sync().plan.actions == []
+    assert store.serialise(store.item(foreign.id)) == before  # never written to
+    assert all(task.href != foreign.id for task in world.tasks())
+    assert [task.status for task in world.tasks() if task.contact_id == ANN] == [Status.CANCELLED]
+    warned = [r for r in caplog.records if "not a kit-sync UID" in r.getMessage()]
+    assert len(warned) == 1, [r.getMessage() for r in warned]
+    assert "'Keep in touch with Ann Lee (copy)'" in warned[0].getMessage()
+    assert ANN in warned[0].getMessage()
+
+
+def test_a_marker_only_task_a_former_version_listed_is_dropped_from_the_cache(
+    world: ExchangeWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    """kit-sync before this rule went by the marker alone and kept such a task in its
+    listing cache; SyncFolderItems never reports it again unless it changes."""
+    from kit_sync.backends.exchange import _warned_foreign
+    from kit_sync.backends.exchange.cache import _Cache
+    from kit_sync.backends.exchange.items import _Entry
+    from kit_sync.model import KitMeta
+
+    world.sync()
+    foreign = _marked_task(world, "Lunch with Ann (from my old list)", kit_contact=ANN)
+    world.sync()
+    store = world.server.store
+    before = store.serialise(store.item(foreign.id))
+    scope = f"exchange:{world.email.lower()}:"
+    state = State(world.dir / "state.sqlite")
+    cache = _Cache.load(state.listing_cache(), scope)
+    cache.items[foreign.id] = _Entry(foreign.id, store.item(foreign.id).changekey, ANN, None,
+                                     Status.OPEN, date(2026, 12, 1), None,
+                                     "Lunch with Ann (from my old list)", False, None,
+                                     KitMeta(ANN))  # fmt: skip
+    cache.save(state.listing_cache(), scope)
+    state.close()
+    _warned_foreign.discard(foreign.id)  # as in a new process
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="kit_sync"):
+        assert world.sync().plan.actions == []
+        assert world.sync().plan.actions == []
+    assert store.serialise(store.item(foreign.id)) == before
+    assert all(task.href != foreign.id for task in world.tasks())
+    warned = [r.getMessage() for r in caplog.records if "not a kit-sync UID" in r.getMessage()]
+    assert len(warned) == 1 and "Lunch with Ann" in warned[0]
+
+
+def test_a_copy_made_in_outlook_is_still_a_second_kit_task(world: ExchangeWorld) -> None:
+    """Outlook copies named properties with a task: a copy of a kit task carries the
+    marker and the same kit UID, so it is kit-sync's, and the second open task of a
+    contact is cancelled (the duplicate rule), not left as a foreign one."""
+    world.sync()
+    ann = world.the_open(ANN)
+    source = world.item(ann)
+    copied = _marked_task(
+        world,
+        source.text("Subject") or "",
+        kit_contact=ANN,
+        kit_uid=ann.uid,
+        kit_meta=source.ext_value("X-KIT-SYNC-META"),
+    )
+    result = world.sync()
+    assert [a.reason for a in result.plan.actions] == ["a second open task for the same contact"]
+    kept = assert_one_open_each(world, ANN, BOB)[ANN].href
+    assert kept in (ann.href, copied.id)
+    other = copied.id if kept == ann.href else ann.href
+    assert world.server.store.item(other).status == "Deferred"
+    assert {task.href for task in world.tasks()} >= {ann.href, copied.id}  # both kit-sync's
 
 
 # --- concurrency, throttling, failures ----------------------------------------------------

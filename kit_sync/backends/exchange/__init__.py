@@ -6,8 +6,10 @@ regenerate it themselves. kit-sync's part:
 
 - the task carries named properties in the PublicStrings set: the contact id (the
   ownership marker, X-KIT-SYNC-CONTACT), the kit UID, and kit-sync's bookkeeping
-  (KitMeta as JSON). Items without the marker are never read further, changed or
-  deleted;
+  (KitMeta as JSON). A task is kit-sync's only with both the marker and a kit UID
+  of that contact (`items.kit_owner`); anything else, a task carrying a copied
+  marker under no or its own UID included, is never read further, changed or
+  deleted (a marker without the UID is reported once);
 - completing a regenerating task (in Outlook, on a phone, or through EWS) leaves the
   same item open as the next occurrence, with a due date the server or Outlook
   computed (the server counts in UTC, so it can be a day off), and creates a
@@ -105,6 +107,7 @@ from kit_sync.backends.exchange.items import (
     _register_properties,
     _utc,
     importance_for,
+    kit_owner,
     meta_from_json,
     meta_to_json,
     regeneration_for,
@@ -130,12 +133,29 @@ from kit_sync.model import (
     NewTask,
     Status,
     TaskChange,
-    contact_from_uid,
 )
 from kit_sync.state import State
 
 log = logging.getLogger("kit_sync.exchange")
 SYNC_PAGE = 512  # SyncFolderItems returns at most 512 changes per call
+
+#: item ids already reported as carrying kit-sync's marker without a kit UID (foreign),
+#: so each is reported once per process, not at every cycle.
+_warned_foreign: set[str] = set()
+
+
+def _warn_foreign(item_id: str, contact: str, subject: str | None) -> None:
+    if item_id in _warned_foreign:
+        return
+    _warned_foreign.add(item_id)
+    log.warning(
+        "the task %s carries kit-sync's marker (%s) but not a kit-sync UID of that "
+        "contact: made or copied by another program or by hand. kit-sync leaves it alone "
+        "(delete it if it is a stray copy)",
+        f"'{subject}'" if subject is not None else item_id,
+        contact,
+        extra={"href": item_id},
+    )
 
 
 class _CreateItems(CreateItem):
@@ -178,6 +198,12 @@ class ExchangeBackend(Backend):
         in a new process is then one request)."""
         self._state = state
         self._cache = _Cache.load(state.listing_cache(), self._cache_key)
+        for entry in list(self._cache.items.values()):
+            if entry.problem is None and not kit_owner(entry.contact_id, entry.stored_uid):
+                # Listed by a kit-sync that went by the marker alone: foreign.
+                del self._cache.items[entry.id]
+                self._dirty = True
+                _warn_foreign(entry.id, entry.contact_id, entry.summary)
 
     def _save(self) -> None:
         if self._state is not None and self._dirty:
@@ -357,8 +383,10 @@ class ExchangeBackend(Backend):
     def _sync_once(self) -> None:
         account = self._acct()
         state = self._cache.sync_state
-        changed: dict[str, tuple[str, str]] = {}  # item id -> (change key, contact id)
-        new_foreign: list[str] = []  # tasks without the marker created since the last sync
+        # item id -> (change key, contact id, kit uid)
+        changed: dict[str, tuple[str, str, str]] = {}
+        new_foreign: list[str] = []  # foreign tasks created since the last sync
+        marker_only: dict[str, str] = {}  # item id -> the contact its copied marker names
         while True:
             svc = SyncFolderItems(account=account)
             try:
@@ -387,11 +415,12 @@ class ExchangeBackend(Backend):
                     continue
                 if kind == SyncFolderItems.READ_FLAG_CHANGE:
                     continue
-                owned = isinstance(item, Task) and (
-                    getattr(item, "kit_contact", None)
-                    or contact_from_uid(getattr(item, "kit_uid", None) or "")
-                )
+                marker = getattr(item, "kit_contact", None) if isinstance(item, Task) else None
+                uid = getattr(item, "kit_uid", None) or ""
+                owned = kit_owner(marker, uid)
                 if not owned:
+                    if marker:
+                        marker_only[item.id] = marker
                     if kind == SyncFolderItems.CREATE and isinstance(item, Task):
                         new_foreign.append(item.id)
                     # Foreign (or no longer ours): forget it, never touch it.
@@ -401,7 +430,7 @@ class ExchangeBackend(Backend):
                     continue
                 known = self._cache.items.get(item.id)
                 if known is None or known.ck != item.changekey:
-                    changed[item.id] = (item.changekey, str(owned))
+                    changed[item.id] = (item.changekey, owned, uid)
             if svc.sync_state != state:
                 self._dirty = True
             state = svc.sync_state
@@ -412,8 +441,32 @@ class ExchangeBackend(Backend):
             read = self._read_items(sorted(changed), changed)
             if new_foreign:
                 self._find_unmarked_copies(before, read, new_foreign)
+        self._report_foreign(marker_only)
         self._cache.sync_state = state
         self._learn_version()
+
+    def _report_foreign(self, found: dict[str, str]) -> None:
+        """Warn, once per item and process, about tasks with kit-sync's marker but no
+        kit UID of that contact, named by subject (read here: SyncFolderItems only
+        brought the marker) so the user can find them."""
+        fresh = sorted(i for i in found if i not in _warned_foreign)
+        if not fresh:
+            return
+        subjects: dict[str, str] = {}
+        try:
+            with _ews("reading tasks"):
+                results = GetItem(account=self._acct()).call(
+                    items=[(i, None) for i in fresh],
+                    additional_fields=_paths("subject"),
+                    shape=ID_ONLY,
+                )
+                for item_id, item in zip(fresh, results, strict=True):
+                    if isinstance(item, Task):
+                        subjects[item_id] = item.subject or ""
+        except BackendError as exc:
+            log.debug("cannot read the subjects of foreign tasks: %s", exc)
+        for item_id in fresh:
+            _warn_foreign(item_id, found[item_id], subjects.get(item_id))
 
     def _find_unmarked_copies(
         self, before: dict[str, _Entry | None], read: dict[str, _Entry], new_foreign: list[str]
@@ -455,7 +508,10 @@ class ExchangeBackend(Backend):
         copies = [
             c
             for c in found
-            if isinstance(c, Task) and c.status == Task.COMPLETED and c.recurrence is None
+            if isinstance(c, Task)
+            and c.status == Task.COMPLETED
+            and c.recurrence is None
+            and not c.kit_contact  # a marker without a kit UID: another program's task
         ]
         for was, master in masters:
             match = next(
@@ -504,10 +560,10 @@ class ExchangeBackend(Backend):
                 self._dirty = True
 
     def _read_items(
-        self, ids: list[str], seen: dict[str, tuple[str, str]] | None = None
+        self, ids: list[str], seen: dict[str, tuple[str, str, str]] | None = None
     ) -> dict[str, _Entry]:
         """GetItem the kit items `ids` into the cache; returns the entries read.
-        `seen` has the change key and contact SyncFolderItems reported for each."""
+        `seen` has the change key, contact and kit UID SyncFolderItems reported for each."""
         out: dict[str, _Entry] = {}
         with _ews("reading tasks"):
             results = list(
@@ -523,11 +579,11 @@ class ExchangeBackend(Backend):
                 continue
             if isinstance(item, Exception):
                 # Reported (the contact is left alone) until the item changes again.
-                ck, cid = (seen or {}).get(item_id, ("", ""))
+                ck, cid, uid = (seen or {}).get(item_id, ("", "", ""))
                 previous = self._cache.items.get(item_id)
                 if previous is None and cid:
-                    previous = _Entry(item_id, ck, cid, None, Status.OPEN, None, None, "",
-                                      False, None, KitMeta(cid))  # fmt: skip
+                    previous = _Entry(item_id, ck, cid, uid or None, Status.OPEN, None, None,
+                                      "", False, None, KitMeta(cid))  # fmt: skip
                     self._cache.items[item_id] = previous
                 if previous is not None:
                     previous.ck = ck or previous.ck
@@ -544,9 +600,9 @@ class ExchangeBackend(Backend):
 
     def _entry_of(self, item: Any) -> _Entry | None:
         uid = item.kit_uid or None
-        cid = item.kit_contact or contact_from_uid(uid or "")
+        cid = kit_owner(item.kit_contact, uid)
         if not cid:
-            return None
+            return None  # foreign (its marker, if any, is reported when it is listed)
         meta = meta_from_json(cid, item.kit_meta)
         if item.status == Task.COMPLETED:
             status = Status.COMPLETED

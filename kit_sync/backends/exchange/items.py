@@ -31,6 +31,7 @@ from kit_sync.model import (
     AnchorKind,
     KitMeta,
     Status,
+    contact_from_uid,
     make_uid,
 )
 
@@ -91,6 +92,23 @@ def _register_properties() -> None:
 
 def _paths(*names: str) -> set[FieldPath]:
     return {FieldPath(field=Task.get_field_by_fieldname(n)) for n in names}
+
+
+def kit_owner(contact: str | None, uid: str | None) -> str | None:
+    """The task key (contact id) when an item's named properties make it kit-sync's,
+    else None (foreign).
+
+    Ours means both: the marker (X-KIT-SYNC-CONTACT) and, in X-KIT-SYNC-UID, a kit
+    UID naming that same key. Every kit-sync version writes both in the CreateItem
+    of each task and never changes either afterwards. Exchange and Outlook copy named
+    properties with an item (the completed copy of a regenerating task, a task
+    copied in Outlook): such a copy carries both, with its original's UID, and is
+    kit-sync's (a completed copy is a touch; an open second one is a duplicate the
+    plan reduces to one). A marker without that UID (none, another program's, a kit
+    UID of someone else) was written by something else: foreign, never changed."""
+    if contact and uid and contact_from_uid(uid) == contact:
+        return contact
+    return None
 
 
 #: Asked in SyncFolderItems: just enough to tell our items from foreign ones.
