@@ -4,6 +4,7 @@ non-UTC zones), throttling, stale delta links, conflicts, deletions and lost sta
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -15,9 +16,10 @@ from graph_server.fixtures import fresh, mailbox, ms  # noqa: F401
 from graph_server.world import GraphWorld, roster
 
 from kit_sync.backends.base import Throttled
+from kit_sync.backends.graph import GraphBackend
 from kit_sync.backends.graph_auth import AppTokens
 from kit_sync.config import GraphConfig
-from kit_sync.model import Status
+from kit_sync.model import Status, make_uid
 
 pytestmark = pytest.mark.integration
 
@@ -407,6 +409,130 @@ def test_task_whose_link_a_client_removed_stays_ours(world: GraphWorld) -> None:
     again = world.the_open("person-0001")
     assert again.href == target.href and again.meta.every == "P28D"
     assert len(task.links) == 1
+
+
+@pytest.mark.parametrize(
+    "web_url",
+    [
+        "https://example.org/another-app/task/17",
+        "https://kit-sync.invalid/task#v=1&uid=made-by-another-app-1%40example.org",
+        f"https://kit-sync.invalid/task#v=1&uid={make_uid('person-0001', 'x')}",
+    ],
+    ids=["no-uid", "its-own-uid", "another-contacts-kit-uid"],
+)
+def test_a_task_with_a_copied_marker_under_its_own_identity_is_foreign_and_reported_once(
+    world: GraphWorld, caplog: pytest.LogCaptureFixture, web_url: str
+) -> None:
+    """Issue 11, defect 3: kit-sync's marker (applicationName kit-sync, externalId the
+    contact) alone does not make a task kit-sync's; a kit UID of that contact in the
+    link is needed too. Nor does removing that link later make it kit-sync's (the link
+    is added back only on a task kit-sync saw with its full link)."""
+    graph = world.ms.graph
+    marker = {
+        "applicationName": "kit-sync",
+        "externalId": "person-0000",
+        "displayName": "kit-sync: keep in touch every 3 weeks",
+        "webUrl": web_url,
+    }
+    foreign = graph.add_task(
+        world.mailbox,
+        {
+            "title": "Lunch with Person 0000 (copied)",
+            "dueDateTime": {"dateTime": "2026-12-01T00:00:00", "timeZone": "UTC"},
+            "linkedResources": [marker],
+        },
+    )
+    before = graph.render(world.mailbox, foreign.id)
+    with caplog.at_level(logging.WARNING, logger="kit_sync"):
+        first = world.sync()
+        assert first.ok and first.counts["created"] == 3  # person-0000 gets a task of their own
+        assert world.the_open("person-0000").href != foreign.id
+        assert sum(world.sync().counts.values()) == 0
+        world.advance(days=1, hours=1)  # the daily full listing reads it again
+        assert sum(world.sync().counts.values()) == 0
+        assert graph.render(world.mailbox, foreign.id) == before
+        # Completing it is not a touch of person-0000's.
+        graph.app_complete(
+            world.mailbox,
+            foreign.id,
+            datetime(2026, 11, 22, 18, 0, tzinfo=ZoneInfo("Europe/Berlin")),
+        )
+        assert sum(world.sync().counts.values()) == 0
+        # Its app removes the link: still not kit-sync's (never mirrored as ours).
+        graph.app_remove_link(world.mailbox, foreign.id)
+        before = graph.render(world.mailbox, foreign.id)
+        world.advance(days=1, hours=1)
+        assert sum(world.sync().counts.values()) == 0
+        world.config["tiers"]["inner"]["every"] = "5 weeks"  # every kit task is written
+        world.write()
+        assert world.sync().counts["updated"] == 3
+        world.config["contacts"] = roster(3)[1:]
+        world.write()
+        assert world.sync().counts["cancelled"] == 1
+        assert sum(world.sync().counts.values()) == 0
+    assert graph.render(world.mailbox, foreign.id) == before  # never written to
+    assert all(t.href != foreign.id for t in world.tasks())
+    [own] = [t for t in world.tasks() if t.contact_id == "person-0000"]
+    assert own.status is Status.CANCELLED
+    state = world.state()
+    try:
+        assert state.touches("person-0000") == []
+    finally:
+        state.close()
+    warned = [r.getMessage() for r in caplog.records if "not a kit-sync UID" in r.getMessage()]
+    assert len(warned) == 1, warned
+    assert "'Lunch with Person 0000 (copied)'" in warned[0] and "person-0000" in warned[0]
+
+
+def test_a_marker_only_task_a_former_version_mirrored_is_dropped(
+    world: GraphWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    """kit-sync before this rule went by the marker alone and kept such a task in its
+    mirror; delta never reports it again unless it changes."""
+    import json
+
+    from kit_sync.backends.graph import _warned_foreign, compact
+
+    graph = world.ms.graph
+    world.sync()
+    foreign = graph.add_task(
+        world.mailbox,
+        {
+            "title": "Lunch with Person 0001 (my list)",
+            "linkedResources": [
+                {
+                    "applicationName": "kit-sync",
+                    "externalId": "person-0001",
+                    "displayName": "copied",
+                    "webUrl": "https://example.org/another-app/task/18",
+                }
+            ],
+        },
+    )
+    world.sync()
+    raw = json.loads(graph.render(world.mailbox, foreign.id))
+    engine = world.engine()  # binds the state: the mirror as the last cycle left it
+    try:
+        backend = engine.backend
+        assert isinstance(backend, GraphBackend)
+        backend._tasks[foreign.id] = {**compact(raw), "linkedResources": raw["linkedResources"]}
+        backend._persist({foreign.id}, set())
+    finally:
+        engine.state.close()
+        engine.backend.close()
+    _warned_foreign.discard(foreign.id)  # as in a new process
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="kit_sync"):
+        assert sum(world.sync().counts.values()) == 0
+        graph.app_remove_link(world.mailbox, foreign.id)  # and then its link goes
+        before = graph.render(world.mailbox, foreign.id)
+        world.config["tiers"]["inner"]["every"] = "5 weeks"  # every kit task is written
+        world.write()
+        assert world.sync().counts["updated"] == 3
+    assert graph.render(world.mailbox, foreign.id) == before
+    assert len(world.open_tasks("person-0001")) == 1
+    warned = [r.getMessage() for r in caplog.records if "not a kit-sync UID" in r.getMessage()]
+    assert len(warned) == 1 and "Lunch with Person 0001" in warned[0]
 
 
 def test_half_done_update_is_finished_at_the_next_listing(world: GraphWorld) -> None:

@@ -25,9 +25,11 @@ from kit_sync.backends.graph import (
     GraphBackend,
     _error,
     completed_of,
+    copied_marker,
     decode_link,
     due_of,
     encode_link,
+    find_link,
     importance_of,
     retry_after,
     to_dtz,
@@ -156,6 +158,28 @@ def test_mangled_link_still_names_the_contact() -> None:
     assert uid is None and meta == KitMeta("bob") and alarm is None and not cancelled
 
 
+@pytest.mark.parametrize(
+    ("uid", "ours"),
+    [
+        (make_uid("ann-lee", "1"), True),
+        (None, False),  # a copied marker without a uid
+        ("made-by-another-app-1@example.org", False),
+        (make_uid("bob", "1"), False),  # a kit UID, but of another contact
+    ],
+)
+def test_a_task_is_ours_only_with_the_marker_and_a_kit_uid_of_its_contact(
+    uid: str | None, ours: bool
+) -> None:
+    link = encode_link(uid or "", KitMeta("ann-lee"))
+    if uid is None:
+        link["webUrl"] = "https://example.org/some-app/task/1"
+    raw = {"id": "t", "linkedResources": [{"id": "l", **link}]}
+    assert (find_link(raw) is not None) is ours
+    assert (copied_marker(raw) is not None) is not ours
+    plain = {"id": "t", "linkedResources": [{"applicationName": "Outlook", "webUrl": "x"}]}
+    assert find_link(plain) is None and copied_marker(plain) is None
+
+
 def test_link_display_name_is_readable() -> None:
     assert encode_link("u", META)["displayName"] == "kit-sync: keep in touch every 3 weeks"
     monthly = KitMeta("a", every="P2M")
@@ -221,11 +245,12 @@ def test_copies_of_one_link_get_their_own_uids() -> None:
     """To Do's own recurrence copies a completed task with its link: both stay
     listed, the newer one under a uid of its own."""
     b = backend()
-    link = encode_link("kit-u@kit-sync", META)
+    uid = make_uid(META.contact_id, "u")
+    link = encode_link(uid, META)
     b._tasks = {"a": raw_task("a", link), "bb": raw_task("bb", link)}
     listing = b._listing()
     uids = [t.uid for t in listing.tasks]
-    assert uids[0] == "kit-u@kit-sync" and uids[1] != uids[0]
+    assert uids[0] == uid and uids[1] != uids[0]
     assert {t.contact_id for t in listing.tasks} == {"ann-lee"}
     b.close()
 
@@ -234,7 +259,7 @@ def test_unreadable_task_is_a_problem_naming_the_contact() -> None:
     b = backend()
     bad = raw_task(
         "a",
-        encode_link("u", META),
+        encode_link(make_uid(META.contact_id, "u"), META),
         dueDateTime={"dateTime": "2026-12-14T00:00:00", "timeZone": "Mars Standard Time"},
     )
     b._tasks = {"a": bad}
@@ -249,17 +274,18 @@ def test_unreadable_task_is_a_problem_naming_the_contact() -> None:
 def test_cancelled_and_completed_read_back() -> None:
     b = backend(LA)
     done = {"dateTime": "2026-11-30T00:00:00.0000000", "timeZone": "UTC"}
+    u1, u2 = make_uid(META.contact_id, "1"), make_uid(META.contact_id, "2")
     b._tasks = {
-        "a": raw_task("a", encode_link("u1", META), status="completed", completedDateTime=done),
+        "a": raw_task("a", encode_link(u1, META), status="completed", completedDateTime=done),
         "bb": raw_task(
             "bb",
-            encode_link("u2", META, cancelled=True),
+            encode_link(u2, META, cancelled=True),
             status="completed",
             completedDateTime=done,
         ),
     }
     tasks = {t.uid: t for t in b._listing().tasks}
-    assert isinstance(tasks["u1"], KitTask) and tasks["u1"].status.value == "completed"
-    assert tasks["u1"].completed == date(2026, 11, 30)  # a date, not 16:00 the day before
-    assert tasks["u2"].status.value == "cancelled" and tasks["u2"].completed is None
+    assert isinstance(tasks[u1], KitTask) and tasks[u1].status.value == "completed"
+    assert tasks[u1].completed == date(2026, 11, 30)  # a date, not 16:00 the day before
+    assert tasks[u2].status.value == "cancelled" and tasks[u2].completed is None
     b.close()

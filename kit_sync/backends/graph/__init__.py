@@ -10,7 +10,10 @@ What is where on a todoTask:
 - one linkedResource is ours: applicationName "kit-sync", externalId = contact id
   (the ownership marker), and kit-sync's bookkeeping (uid, anchor, cadence, the due
   date it wrote, ...) url-encoded in the fragment of its webUrl, so state can be
-  rebuilt from the server alone. To Do has no "cancelled" status: a cancelled task
+  rebuilt from the server alone. A task is kit-sync's only when that link holds a
+  kit UID of the contact it names (`items.find_link`, with the rule and its two
+  exceptions); a task with a copied marker but an identity of its own is foreign,
+  reported once. To Do has no "cancelled" status: a cancelled task
   is a completed one whose link says so.
 
 Reading is incremental: the tasks delta query (`/tasks/delta`) with the
@@ -55,6 +58,7 @@ from kit_sync.backends.base import (
 from kit_sync.backends.graph.items import (
     compact,
     completed_of,
+    copied_marker,
     decode_link,
     due_of,
     encode_link,
@@ -97,6 +101,25 @@ from kit_sync.model import (
 from kit_sync.state import CachedItem, ListingCache, State
 
 log = logging.getLogger("kit_sync")
+
+#: Graph ids already reported as carrying kit-sync's marker without a kit UID (foreign),
+#: so each is reported once per process, not at every cycle or daily full listing.
+_warned_foreign: set[str] = set()
+
+
+def _report_foreign(raw: dict[str, Any], marker: dict[str, Any]) -> None:
+    tid = str(raw.get("id"))
+    if tid in _warned_foreign:
+        return
+    _warned_foreign.add(tid)
+    log.warning(
+        "the To Do task '%s' carries kit-sync's link (%s) but not a kit-sync UID of that "
+        "contact: made or copied by another app. kit-sync leaves it alone (delete it if it "
+        "is a stray copy)",
+        raw.get("title") or tid,
+        marker.get("externalId"),
+        extra={"href": tid},
+    )
 
 
 def parse_dtz_utc(value: Any) -> datetime | None:
@@ -196,6 +219,15 @@ class GraphBackend(Backend):
             self._delta = None
         if self._delta is None:
             self._tasks.clear()
+        foreign = {tid for tid, raw in self._tasks.items() if find_link(raw) is None}
+        for tid in sorted(foreign):
+            # Mirrored by a kit-sync that went by the marker alone: foreign.
+            raw = self._tasks.pop(tid)
+            marker = copied_marker(raw)
+            if marker is not None:
+                _report_foreign(raw, marker)
+        if foreign:
+            self._persist(set(), foreign)
 
     def _put(self, key: str, value: str | None) -> None:
         if self._state is not None:
@@ -556,8 +588,13 @@ class GraphBackend(Backend):
                 if known.get("_detached"):
                     item["_detached"] = True
             if find_link(item) is None:
-                if known is None or find_link(known) is None:
-                    now.pop(tid, None)  # foreign
+                marker = copied_marker(item)
+                if marker is not None or known is None or find_link(known) is None:
+                    # Foreign. A copied marker without a kit UID is foreign even on a
+                    # task the mirror knew: only a removed link is added back (items.py).
+                    if marker is not None:
+                        _report_foreign(item, marker)
+                    now.pop(tid, None)
                     continue
                 kept = {k: v for k, v in find_link(known).items() if k != "id"}  # type: ignore[union-attr]
                 log.warning(
@@ -574,6 +611,8 @@ class GraphBackend(Backend):
             if find_link(raw) is not None:
                 now[str(raw["id"])] = compact(raw)
                 changed.add(str(raw["id"]))
+            elif (marker := copied_marker(raw)) is not None:
+                _report_foreign(raw, marker)
         removed = set(before) - set(now)
         self._tasks = now
         self._delta = delta
@@ -799,7 +838,13 @@ class GraphBackend(Backend):
             "GET", f"{self._task_url(task.href)}?$expand=linkedResources", f"task {task.href}"
         )
         if find_link(fresh) is None:
-            if link is None:
+            marker = copied_marker(fresh)
+            if marker is not None:
+                # Its link lost the kit UID: foreign now (only a removed link is added back).
+                _report_foreign(fresh, marker)
+                self._tasks.pop(task.href, None)
+                self._persist(set(), {task.href})
+            if link is None or marker is not None:
                 raise NotFound(f"task {task.href} is no longer kit-sync's")
             fresh = {**fresh, "linkedResources": [link], "_detached": True}
         self._tasks[task.href] = compact(fresh)
@@ -1107,6 +1152,7 @@ __all__ = [
     "_error",
     "compact",
     "completed_of",
+    "copied_marker",
     "decode_link",
     "due_of",
     "encode_link",

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from kit_sync.model import (
     AnchorKind,
     KitMeta,
+    contact_from_uid,
 )
 
 APP_NAME = "kit-sync"
@@ -120,16 +121,57 @@ def completed_of(value: Any) -> datetime | date | None:
 # --- kit-sync's linkedResource ---------------------------------------------------------
 
 
+# Ownership. The marker is a linkedResource with applicationName "kit-sync" and the
+# contact id (task key) as externalId. A task is kit-sync's only when such a link also
+# carries, in its webUrl, a kit UID naming that same contact: every kit-sync version
+# writes the uid into the link it creates a task with, and rewrites the link only
+# with a kit UID. The marker alone is foreign: another app (or a person through the
+# API) can copy a link but gives the task an identity of its own (no uid, its own,
+# a kit UID of another contact). Such a task is never changed, reported once.
+#
+# Two related cases:
+# - a copy of a whole kit link (To Do's own recurrence copies a task with its links)
+#   carries the kit UID, so it is kit-sync's, listed under a uid of its own (the
+#   duplicate rule reduces open ones to one);
+# - the one way a task without a kit link stays kit-sync's: a client *removed* the
+#   link (no kit-sync link left at all) and the mirror in the state DB holds that
+#   same Graph id with a kit link, i.e. kit-sync saw the task with its full link
+#   before; the link is added back at the next write. A marker-only task never
+#   enters the mirror (and one an older version mirrored is dropped when the state
+#   is loaded), so this cannot adopt one. A task whose link now is marker-only (its
+#   kit UID edited away) is foreign like any other.
+
+
+def _is_marker(link: Any) -> bool:
+    return (
+        isinstance(link, dict)
+        and str(link.get("applicationName", "")).lower() == APP_NAME
+        and bool(link.get("externalId"))
+    )
+
+
+def is_kit_link(link: dict[str, Any]) -> bool:
+    """A marker link whose webUrl holds a kit UID of the contact it names."""
+    if not _is_marker(link):
+        return False
+    uid = decode_link(link)[0]
+    return uid is not None and contact_from_uid(uid) == str(link["externalId"])
+
+
 def find_link(raw: dict[str, Any]) -> dict[str, Any] | None:
-    """Our linkedResource on a task: applicationName kit-sync with a contact id."""
+    """Our linkedResource on a task: the marker with a kit UID of its contact (above)."""
     for link in raw.get("linkedResources") or ():
-        if (
-            isinstance(link, dict)
-            and str(link.get("applicationName", "")).lower() == APP_NAME
-            and link.get("externalId")
-        ):
+        if isinstance(link, dict) and is_kit_link(link):
             return link
     return None
+
+
+def copied_marker(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """A kit-sync marker on a task that has no kit link (see above): a foreign task."""
+    if find_link(raw) is not None:
+        return None
+    links = raw.get("linkedResources") or ()
+    return next((x for x in links if isinstance(x, dict) and _is_marker(x)), None)
 
 
 def _human(meta: KitMeta) -> str:
