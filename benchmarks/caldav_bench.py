@@ -81,6 +81,7 @@ def write_kit(folder: Path, server: DavServer, collection: str, n: int) -> Path:
     }
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)  # it holds a password: kit-sync warns at every run otherwise
     return path
 
 
