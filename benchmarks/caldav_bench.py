@@ -357,9 +357,7 @@ def bench(kind: str, n: int, work: Path, *, whole_process: bool, rss: bool) -> N
                 )
             wall, _, peak = run_process(kit_sync_cmd(config2), config2.parent)
             line(f"`kit-sync sync` idle, as a process: {wall:.2f} s, peak RSS {peak} MB")
-            with sqlite3.connect(config2.parent / "state.sqlite") as db:  # drop the cache
-                db.execute("DELETE FROM listing_items")
-                db.execute("DELETE FROM listing_meta")
+            drop_caches(config2)
             wall, _, peak2 = run_process(kit_sync_cmd(config2), config2.parent)
             line(
                 f"`kit-sync sync` with no listing cache (full listing + multiget of {n:,}): "
@@ -369,11 +367,51 @@ def bench(kind: str, n: int, work: Path, *, whole_process: bool, rss: bool) -> N
         server.stop()
 
 
+def drop_caches(config: Path) -> None:
+    """The listing cache and the quick check's record: the next run lists in full."""
+    with sqlite3.connect(config.parent / "state.sqlite") as db:
+        db.execute("DELETE FROM listing_items")
+        db.execute("DELETE FROM listing_meta")
+        db.execute("DELETE FROM meta WHERE key = 'quick'")
+
+
+def rss_only(kind: str, n: int, work: Path) -> None:
+    """Peak RSS of real `kit-sync sync` processes at N (no bare loops, no timings
+    to compare): provisioning, the settling run, a no-change run answered by the
+    quick check, a no-change run the full way, a full listing with no cache."""
+    line(f"\n## {kind}, N = {n:,}: peak RSS of `kit-sync sync` processes")
+    server = make_server(kind, work / f"{kind}-{n}-rss-server")
+    try:
+        config = write_kit(work / f"{kind}-{n}-rss-kit", server, server.new_collection(), n)
+        runs = [
+            ("first sync (provisioning)", None),
+            ("second sync (its own writes come back)", None),
+            ("no-change sync (quick check)", None),
+            ("no-change sync, the full way", "quick"),
+            ("no-change sync with no listing cache (full listing + multiget)", "all"),
+        ]
+        for what, drop in runs:
+            if drop == "quick":
+                with sqlite3.connect(config.parent / "state.sqlite") as db:
+                    db.execute("DELETE FROM meta WHERE key = 'quick'")
+            elif drop == "all":
+                drop_caches(config)
+            wall, code, peak = run_process(kit_sync_cmd(config), config.parent)
+            assert code == 0, what
+            verdict = "PASS" if peak <= 100 else "FAIL"
+            line(f"{what}: {wall:.1f} s, peak RSS {peak} MB (target <= 100 MB) {verdict}")
+    finally:
+        server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--large", action="store_true", help="also N = 5,000")
     parser.add_argument("--servers", default="radicale,xandikos")
     parser.add_argument("--sizes", default=None, help="comma-separated N (overrides)")
+    parser.add_argument(
+        "--rss-only", action="store_true", help="only the peak RSS of kit-sync processes at N"
+    )
     args = parser.parse_args()
     sizes = [100, 1000] + ([5000] if args.large else [])
     if args.sizes:
@@ -384,6 +422,9 @@ def main() -> None:
         os.environ["XDG_CACHE_HOME"] = str(Path(tmp) / "cache")  # the quick check's pointers
         for kind in args.servers.split(","):
             for n in sizes:
+                if args.rss_only:
+                    rss_only(kind, n, Path(tmp))
+                    continue
                 bench(
                     kind,
                     n,
