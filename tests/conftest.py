@@ -5,6 +5,7 @@ import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,6 +85,18 @@ def clock(test_now: datetime) -> Iterator[datetime]:
 # The quick loop skips, besides the slow/integration/install markers, every test at the
 # moment it starts a separate process (kit-sync in a subprocess, a server, a linter):
 # those run in the full suite. No list of modules to keep up to date.
+
+
+@pytest.fixture(scope="session")
+def locked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A Radicale that asks for a password (htpasswd, Basic), one for the session."""
+    from servers import Radicale
+
+    server = Radicale(tmp_path_factory.mktemp("radicale-htpasswd"), htpasswd=True)
+    server.start()
+    server.provision()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session", autouse=True)

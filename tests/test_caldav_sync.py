@@ -304,15 +304,6 @@ def test_task_list_deleted_on_the_server(kit: Kit, server: DavServer) -> None:
 # --- credentials (Radicale with htpasswd) ---------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def locked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Radicale]:
-    server = Radicale(tmp_path_factory.mktemp("radicale-htpasswd"), htpasswd=True)
-    server.start()
-    server.provision()
-    yield server
-    server.stop()
-
-
 def test_wrong_password_exits_3_with_a_clear_message(tmp_path: Path, locked: Radicale) -> None:
     kit = Kit(tmp_path, locked, locked.new_collection(), password="wrong")
     done = kit.cli("sync")

@@ -351,15 +351,6 @@ def test_caldav_a_foreign_task_added_on_a_phone_is_never_answered_from_the_recor
     assert dav("status") == ("quick", after)
 
 
-@pytest.fixture(scope="module")
-def locked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Radicale]:
-    server = Radicale(tmp_path_factory.mktemp("radicale-htpasswd"), htpasswd=True)
-    server.start()
-    server.provision()
-    yield server
-    server.stop()
-
-
 @pytest.mark.integration
 def test_caldav_the_password_is_read_from_its_source_each_time_and_never_kept(
     tmp_path: Path,
