@@ -361,7 +361,8 @@ class Recorder:
             self.before, newest = fingerprint(
                 self.spec, engine.state.db, engine.clock(), self.secret
             )
-        except (OSError, ValueError):
+        except Exception as exc:  # an optimisation never fails the command
+            _not_recorded(exc)
             self.before = None
             return
         if newest > self.started - RACY_NS:
@@ -432,12 +433,16 @@ class Recorder:
                     "INSERT OR REPLACE INTO meta VALUES (?, ?)", (QUICK_KEY, json.dumps(record))
                 )
             _write_pointer(pointer_path(self.config_path), self.spec)
-        except (OSError, ValueError, sqlite3.Error) as exc:
-            import logging
-
-            logging.getLogger("kit_sync").debug("quick check: not recorded (%s)", exc)
+        except Exception as exc:  # an optimisation never fails the command
+            _not_recorded(exc)
             return False
         return True
+
+
+def _not_recorded(exc: Exception) -> None:
+    import logging
+
+    logging.getLogger("kit_sync").debug("quick check: not recorded (%s)", exc)
 
 
 def _load(db: sqlite3.Connection) -> dict[str, Any] | None:

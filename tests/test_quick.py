@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
+from faultproxy import FaultProxy, Rule
 from servers import ANN, FOREIGN, KINDS, DavServer, Phone, Radicale, shared
 from servers import Kit as ServerKit
 
@@ -290,11 +291,16 @@ def server(request: pytest.FixtureRequest) -> DavServer:
 
 class DavKit(Kit):
     def __init__(
-        self, home: Path, capsys: pytest.CaptureFixture[str], server: DavServer, **backend: Any
+        self,
+        home: Path,
+        capsys: pytest.CaptureFixture[str],
+        server: DavServer,
+        url: str | None = None,
+        **backend: Any,
     ) -> None:
         self.home = home
         self.capsys = capsys
-        self.dav = ServerKit(home, server, server.new_collection(), **backend)
+        self.dav = ServerKit(home, server, url or server.new_collection(), **backend)
         self.config = self.dav.config_path
         self.config.chmod(0o600)
 
@@ -374,3 +380,29 @@ def test_caldav_the_password_is_read_from_its_source_each_time_and_never_kept(
     assert quick.answer(["--config", str(kit.config), "sync"]) is None
     monkeypatch.setenv("KIT_TEST_DAV_PASSWORD", locked.password)
     assert kit("sync") == ("quick", idle)
+
+
+@pytest.mark.integration
+def test_caldav_a_garbled_answer_to_the_quick_check_goes_the_full_way(
+    tmp_path: Path,
+    clock: datetime,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    """Its PROPFIND answered with something that is not XML: no answer from the
+    record and no new record, and the sync itself goes on as ever."""
+    server = shared("xandikos", request)
+    proxy = FaultProxy(server.port)
+    try:
+        monkeypatch.chdir(tmp_path)
+        kit = DavKit(tmp_path, capsys, server, proxy.url_for(server.new_collection()))
+        kit("sync")
+        idle = kit.settled("sync")
+        proxy.add(Rule("status", method="PROPFIND", contains=b"getctag", status=207, body=b"<x"))
+        assert kit("sync") == ("full", idle)
+        assert kit("sync") == ("full", idle)  # nothing recorded that it could not check
+        proxy.clear()
+        assert kit.settled("sync") == idle
+    finally:
+        proxy.close()
