@@ -24,19 +24,33 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from kit_sync import formatters as fmt
 from kit_sync.errors import KitError, UsageError
 from kit_sync.term import output_width, use_color
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from kit_sync import formatters as fmt
     from kit_sync.app import Loaded
     from kit_sync.engine import CycleResult, Engine
     from kit_sync.health import Health
     from kit_sync.model import Contact, Roster
 
 log = logging.getLogger("kit_sync")
+
+
+class _Formatters:
+    """kit_sync.formatters, imported at its first use: building the command tree (and
+    so `--help`) never needs it."""
+
+    def __getattr__(self, name: str) -> Any:
+        from kit_sync import formatters
+
+        return getattr(formatters, name)
+
+
+if not TYPE_CHECKING:
+    fmt = _Formatters()
 
 #: -h works everywhere --help does (child contexts inherit this setting).
 CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
@@ -588,8 +602,6 @@ def run(ctx: typer.Context) -> None:
 
 
 # --- status and due ------------------------------------------------------------------------
-
-STATUS_KEYS = fmt.KEYS_STATUS
 
 
 @app.command()
