@@ -9,8 +9,9 @@ Usage errors are click's own (`Error: ...` after the usage hint, exit 2); a
 `KitError` raised anywhere becomes its message and exit code in `KitGroup`.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: typer reads every command's annotations
+# (twice) to build the command tree on every start-up, and evaluating them from strings
+# was most of that time. Names imported only for the type checker stay quoted.
 import logging
 import os
 import sys
@@ -130,7 +131,7 @@ class CliOptions:
     quiet: bool = False
     log_format: str = "text"
 
-    def config_path(self) -> Path:
+    def config_path(self) -> "Path":
         from kit_sync.locate import find_config
 
         return find_config(self.config)
@@ -141,7 +142,7 @@ class CliOptions:
 
         return output_key(command, as_json, self.quiet, self.log_format, self.color)
 
-    def load(self, *, report_shown: bool = False) -> Loaded:
+    def load(self, *, report_shown: bool = False) -> "Loaded":
         """Config and roster; warnings are logged (those of the per-file import report
         only when the command does not print that report itself)."""
         from kit_sync.app import load
@@ -156,7 +157,7 @@ class CliOptions:
         return loaded
 
     @contextmanager
-    def engine(self) -> Iterator[Engine]:
+    def engine(self) -> "Iterator[Engine]":
         """The engine, holding the state's cycle lock: a running daemon's cycle (or
         another command's) is waited for, bounded (kit_sync.lock)."""
         from kit_sync.app import open_engine
@@ -173,7 +174,7 @@ class CliOptions:
                 engine.backend.close()
                 engine.state.close()
 
-    def formatter(self, as_json: bool = False) -> fmt.Formatter:
+    def formatter(self, as_json: bool = False) -> "fmt.Formatter":
         if as_json:
             return fmt.JsonFormatter()
         return fmt.HumanFormatter(width=output_width(), color=self.color)
@@ -409,7 +410,7 @@ def import_(
 # --- sync --------------------------------------------------------------------------------
 
 
-def _sync_report(result: CycleResult, roster: Roster, dry_run: bool) -> fmt.SyncReport:
+def _sync_report(result: "CycleResult", roster: "Roster", dry_run: bool) -> "fmt.SyncReport":
     from kit_sync.occasions import split_key
 
     def name(cid: str) -> str:
@@ -756,7 +757,7 @@ def due(
 # --- touch, untouch, history ------------------------------------------------------------------
 
 
-def find_one(roster: Roster, who: str) -> Contact:
+def find_one(roster: "Roster", who: str) -> "Contact":
     """The one contact `who` names (id, email, or part of a name; case and accents
     do not matter), or a UsageError that lists the candidates."""
     matches = roster.find(who)
@@ -836,7 +837,7 @@ def touch(
         raise KitError("some actions failed", failures)
 
 
-def _new_due(result: CycleResult, contact_id: str) -> date | None:
+def _new_due(result: "CycleResult", contact_id: str) -> date | None:
     for a in result.plan.actions:
         if a.contact_id == contact_id and a.new is not None:
             return a.new.due
@@ -939,7 +940,7 @@ def health(
         raise typer.Exit(1)
 
 
-def _health_of(path: Path) -> Health:
+def _health_of(path: "Path") -> "Health":
     from dataclasses import replace
 
     from kit_sync.app import load
