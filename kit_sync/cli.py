@@ -12,7 +12,6 @@ Usage errors are click's own (`Error: ...` after the usage hint, exit 2); a
 # No `from __future__ import annotations`: typer reads every command's annotations
 # (twice) to build the command tree on every start-up, and evaluating them from strings
 # was most of that time. Names imported only for the type checker stay quoted.
-import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ from kit_sync.errors import KitError, UsageError
 from kit_sync.term import output_width, use_color
 
 if TYPE_CHECKING:
+    import logging
     from pathlib import Path
 
     from kit_sync import formatters as fmt
@@ -37,21 +37,38 @@ if TYPE_CHECKING:
     from kit_sync.health import Health
     from kit_sync.model import Contact, Roster
 
-log = logging.getLogger("kit_sync")
 
+class _FirstUse:
+    """Stands for what `make` returns, made at the first attribute read: what building
+    the command tree (and so `--help`) never needs is not imported for it."""
 
-class _Formatters:
-    """kit_sync.formatters, imported at its first use: building the command tree (and
-    so `--help`) never needs it."""
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._made: Any = None
 
     def __getattr__(self, name: str) -> Any:
-        from kit_sync import formatters
+        if self._made is None:
+            self._made = self._make()
+        return getattr(self._made, name)
 
-        return getattr(formatters, name)
+
+def _formatters() -> Any:
+    from kit_sync import formatters
+
+    return formatters
 
 
-if not TYPE_CHECKING:
-    fmt = _Formatters()
+def _logger() -> Any:
+    import logging
+
+    return logging.getLogger("kit_sync")
+
+
+if TYPE_CHECKING:
+    log: logging.Logger
+else:
+    fmt = _FirstUse(_formatters)
+    log = _FirstUse(_logger)
 
 #: -h works everywhere --help does (child contexts inherit this setting).
 CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
@@ -450,20 +467,18 @@ def _sync_report(result: "CycleResult", roster: "Roster", dry_run: bool) -> "fmt
     )
 
 
-class _QuietPerTask(logging.Filter):
-    """Without -v, `sync` keeps the per-task log lines (INFO records about one
-    contact) out of the terminal; the summary says what happened."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno > logging.INFO or not hasattr(record, "contact_id")
-
-
 @contextmanager
 def _per_task_lines(shown: bool) -> Iterator[None]:
+    """Without -v, `sync` keeps the per-task log lines (INFO records about one
+    contact) out of the terminal; the summary says what happened."""
     if shown:
         yield
         return
-    quiet = _QuietPerTask()
+    import logging
+
+    def quiet(record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or not hasattr(record, "contact_id")
+
     handlers = logging.getLogger().handlers
     for h in handlers:
         h.addFilter(quiet)
@@ -591,6 +606,8 @@ def run(ctx: typer.Context) -> None:
         if daemon.abandoned:
             # A backend call that does not return holds a thread the interpreter
             # would wait for at exit: leave now (state and backend are crash-safe).
+            import logging
+
             logging.shutdown()
             sys.stdout.flush()
             sys.stderr.flush()
