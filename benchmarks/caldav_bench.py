@@ -420,6 +420,7 @@ def main() -> None:
     line(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory(prefix="kit-caldav-bench-") as tmp:
         os.environ["XDG_CACHE_HOME"] = str(Path(tmp) / "cache")  # the quick check's pointers
+        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed: see local_bench
         for kind in args.servers.split(","):
             for n in sizes:
                 if args.rss_only:
