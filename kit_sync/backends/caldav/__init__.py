@@ -35,7 +35,7 @@ import importlib.util
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any, ClassVar
 from urllib.parse import quote, unquote, urljoin, urlsplit
@@ -98,6 +98,14 @@ REPROBE_SYNC = 24 * 3600.0
 
 
 # --- the backend --------------------------------------------------------------------------
+
+
+def _in_cache(items: Iterable[_Item]) -> None:
+    """The raw iCalendar of these items is in the cache file now: read back from there
+    when an update needs it (`_current_data`), not held in memory (10,000 tasks
+    held some 10 MB more, and the peak RSS target is 100 MB at that size)."""
+    for item in items:
+        item.data = None
 
 
 class CaldavBackend(Backend):
@@ -625,6 +633,7 @@ class CaldavBackend(Backend):
             self._cache.save_listing(
                 self.collection, token, fresh, removed, keep=set(changed) if complete else None
             )
+            _in_cache(fresh.values())
         if wanted or removed:
             log.debug(
                 "%s: %d changed item(s) fetched, %d removed", self._where, len(fresh), len(removed)
@@ -914,6 +923,8 @@ class CaldavBackend(Backend):
             self._cache.save_writes(self.collection, self._unsaved)
         except sqlite3.Error as exc:
             log.warning("could not note writes in the CalDAV cache: %s", exc)
+        else:
+            _in_cache(item for _, item, _ in self._unsaved if item is not None)
         self._unsaved.clear()
 
     def _drop_client(self) -> None:
