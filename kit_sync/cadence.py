@@ -72,7 +72,7 @@ def _no_unit(value: object) -> str:
     )
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Interval:
     """A cadence: whole months plus whole days (never both in user input)."""
 

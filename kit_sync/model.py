@@ -65,7 +65,7 @@ class Wording:
     on_remove: RemovalPolicy = RemovalPolicy.CANCEL
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Contact:
     id: str
     name: str
@@ -130,7 +130,7 @@ def fold(text: str) -> str:
     return " ".join(bare.casefold().split())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TaskContent:
     """What the user reads on the task. kit-sync rewrites it only when the roster changes."""
 
@@ -155,7 +155,7 @@ class TaskContent:
         return h.hexdigest()[:16]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KitMeta:
     """What kit-sync wrote into the task besides the visible content.
 
@@ -173,7 +173,7 @@ class KitMeta:
     fingerprint: str | None = None  # TaskContent.fingerprint kit-sync last wrote
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KitTask:
     """One kit-owned task as the backend has it now."""
 
@@ -208,7 +208,7 @@ class KitTask:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NewTask:
     uid: str
     due: date
@@ -216,7 +216,7 @@ class NewTask:
     meta: KitMeta
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TaskChange:
     """A conditional edit of one task. Fields left as None stay as they are."""
 
@@ -227,7 +227,7 @@ class TaskChange:
     completed_at: datetime | None = None  # aware; with status=COMPLETED
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ItemProblem:
     """An item on the backend kit-sync could not read. Reported, never rewritten."""
 
@@ -242,7 +242,7 @@ class Listing:
     problems: list[ItemProblem] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Touch:
     contact_id: str
     day: date

@@ -64,7 +64,7 @@ class Kind(StrEnum):
     CANCEL = "cancelled"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Action:
     kind: Kind
     contact_id: str

@@ -47,7 +47,7 @@ class Policy:
         return min(MAX_FLEX_DAYS, math.floor(every.approx_days() * self.flex + 1e-9))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Request:
     """One due date to place."""
 
@@ -141,7 +141,7 @@ def _tiebreak(key: str, day: date) -> bytes:
     return hashlib.sha256(f"{key}\x00{day.isoformat()}".encode()).digest()[:8]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Placed:
     day: date
     over_capacity: bool  # every week of the window was already full

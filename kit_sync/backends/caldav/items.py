@@ -41,7 +41,7 @@ def _parser_fingerprint() -> str:
 # --- what the backend remembers about each item ------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item:
     href: str  # as the server spells it (a path)
     etag: str
