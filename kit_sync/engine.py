@@ -9,6 +9,7 @@ created; every create is exclusive (If-None-Match) and every update conditional
 from __future__ import annotations
 
 import logging
+import operator
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -57,6 +58,20 @@ Timing = Callable[[str], AbstractContextManager[None]]
 
 class EmptyBackendRefused(BackendError):
     exit_code = 1
+
+
+@dataclass(frozen=True)
+class _IdleMark:
+    """The inputs of the last cycle that found nothing to do (see Engine._unchanged)."""
+
+    head: tuple[object, ...]  # Engine._head: config generation, journal, day
+    tasks: tuple[KitTask, ...]  # the tasks listed, kept alive so identity stays meaningful
+    key: tuple[tuple[str, str], ...]  # _task_key(tasks)
+
+
+def _task_key(tasks: list[KitTask]) -> tuple[tuple[str, str], ...]:
+    """Every task's uid and etag, in an order that does not depend on the listing's."""
+    return tuple(sorted((t.uid, t.etag) for t in tasks))
 
 
 @dataclass
@@ -116,7 +131,7 @@ class Engine:
         self.sources = sources
         #: Wraps every backend call (the daemon's /metrics times them); None: not timed.
         self.timing = timing
-        self._idle_signature: tuple[object, ...] | None = None
+        self._idle: _IdleMark | None = None  # the last cycle that found nothing to do
         self._mirror_pending = False  # the calendar mirror failed: retry even when idle
         self._generation = 0
         backend.bind_state(state)
@@ -288,8 +303,8 @@ class Engine:
         listing = self._fetch_listing()
         self._guard_empty(listing, allow_empty)
         now = self.clock()
-        signature = self._signature(listing, now)
-        if signature == self._idle_signature and self._published():
+        head = self._head(now)
+        if self._unchanged(head, listing) and self._published():
             # Nothing changed since the last cycle that found nothing to do: same
             # tasks and etags, roster, journal and day. Planning again would find
             # nothing again; the daemon's idle cycle stays one cheap listing.
@@ -354,7 +369,11 @@ class Engine:
         self._remember(tasks.values(), inputs)
         self._publish(tasks.values(), plan, now)
         idle = not (plan.actions or plan.touches or plan.retracted or listing.problems)
-        self._idle_signature = signature if idle and result.ok else None
+        self._idle = (
+            _IdleMark(head, tuple(listing.tasks), _task_key(listing.tasks))
+            if idle and result.ok
+            else None
+        )
         result.idle = idle and result.ok and not result.stopped and not plan.warnings
         return result
 
@@ -372,15 +391,27 @@ class Engine:
             keep.append(action)
         return keep
 
-    def _signature(self, listing: Listing, now: datetime) -> tuple[object, ...]:
-        """Everything a plan depends on, cheaply: the roster and config (through
-        `reload`), the journal, the local day and every task's uid and etag."""
-        return (
-            self._generation,
-            self.state.journal_version(),
-            today(now, self.tz),
-            tuple(sorted((t.uid, t.etag) for t in listing.tasks)),
-        )
+    def _head(self, now: datetime) -> tuple[object, ...]:
+        """What a plan depends on besides the tasks, cheaply: the roster and config
+        (through `reload`), the journal and the local day."""
+        return (self._generation, self.state.journal_version(), today(now, self.tz))
+
+    def _unchanged(self, head: tuple[object, ...], listing: Listing) -> bool:
+        """The same inputs as the last cycle that found nothing to do: `head`, and
+        every task's uid and etag. A backend that hands back the very task objects
+        it listed then (the network backends keep them between cycles) is checked
+        by identity, without building or sorting N keys; any other listing by its
+        uids and etags."""
+        mark = self._idle
+        if mark is None or head != mark.head:
+            return False
+        tasks = listing.tasks
+        if len(tasks) == len(mark.tasks) and all(map(operator.is_, tasks, mark.tasks)):
+            return True  # (KitTask is frozen: the same objects, the same uids and etags)
+        if _task_key(tasks) != mark.key:
+            return False
+        self._idle = _IdleMark(head, tuple(tasks), mark.key)  # by identity from now on
+        return True
 
     def _journal(self, plan: Plan, inputs: Inputs) -> None:
         with self.state.transaction():

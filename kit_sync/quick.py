@@ -9,7 +9,7 @@ After such a command the CLI records those inputs and what it printed in the sta
 file (meta row `quick`), and where that state file is in a pointer file under
 $XDG_CACHE_HOME/kit-sync/quick. The next `sync` or `status` with the same inputs
 prints the same thing (a `sync` also records its cycle, for health and `status`) in
-a few milliseconds: the daemon's idle cycle (`Engine._signature`), across processes.
+a few milliseconds: the daemon's idle cycle (`Engine._unchanged`), across processes.
 
 Anything else takes the full way, which then says what is wrong: another backend
 than a local folder, touch sources, a calendar feed, a warning or log line during

@@ -170,6 +170,56 @@ def test_idle_cycles_skip_planning_until_something_changes(
     engine.state.close()
 
 
+def test_an_idle_listing_is_recognised_by_value_not_only_by_identity(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backend that builds new task objects each listing (same uids and etags) is
+    idle too; one changed etag, or the same tasks listed twice instead of two, is not."""
+    import dataclasses
+
+    import kit_sync.engine as engine_module
+
+    calls = {"n": 0}
+    real = engine_module.build_plan
+
+    def counting(inputs: Any) -> Any:
+        calls["n"] += 1
+        return real(inputs)
+
+    monkeypatch.setattr(engine_module, "build_plan", counting)
+    engine = world.engine()
+    engine.run_cycle()
+    engine.run_cycle()  # idle: remembered
+    inner = engine.backend.fetch_listing
+    listed = inner()
+    copies = {"on": True, "edit": None}
+
+    def fetch_listing() -> Any:
+        listing = inner()
+        if copies["on"]:
+            listing.tasks = [dataclasses.replace(t) for t in listing.tasks]
+        if copies["edit"] is not None:
+            listing.tasks = copies["edit"]
+        return listing
+
+    engine.backend.fetch_listing = fetch_listing  # type: ignore[method-assign]
+    planned = calls["n"]
+    assert engine.run_cycle().idle
+    assert engine.run_cycle().idle
+    assert calls["n"] == planned  # equal uids and etags: not planned again
+    a, b = sorted(listed.tasks, key=lambda t: t.uid)
+    copies["edit"] = [a, dataclasses.replace(b, etag=b.etag + "x")]
+    engine.run_cycle()
+    assert calls["n"] == planned + 1  # a changed etag is planned
+    copies["edit"] = None
+    engine.run_cycle()  # idle again, remembered
+    planned = calls["n"]
+    copies["edit"] = [a, a]
+    engine.run_cycle()
+    assert calls["n"] > planned  # the same count of tasks, not the same tasks
+    engine.state.close()
+
+
 def test_daemon_picks_up_roster_edits_and_keeps_the_last_good_config(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
