@@ -75,6 +75,9 @@ CREATE TABLE IF NOT EXISTS actions (
     status TEXT NOT NULL,
     detail TEXT NOT NULL DEFAULT ''
 );
+-- Only the actions a cycle began and did not end (settle_interrupted looks them up
+-- at every cycle without reading the whole journal).
+CREATE INDEX IF NOT EXISTS actions_pending ON actions (id) WHERE status = 'pending';
 CREATE TABLE IF NOT EXISTS cycles (
     id TEXT PRIMARY KEY,
     started TEXT NOT NULL,
@@ -120,6 +123,12 @@ CREATE TABLE IF NOT EXISTS listing_meta (
 );
 """
 
+
+#: The cycles table keeps the last KEEP_CYCLES cycles (health, status). It is pruned
+#: once PRUNE_SLACK more have piled up, not at every cycle: the prune sorts the cycles
+#: and scans the action journal, most of what an idle daemon cycle would cost here.
+KEEP_CYCLES = 1000
+PRUNE_SLACK = 100
 
 #: A row of the local backend's listing cache:
 #: (name, size, mtime_ns, ctime_ns, inode, etag, checked_ns, kind, info).
@@ -528,13 +537,19 @@ class State:
 
     def begin_cycle(self) -> str:
         cycle_id = uuid.uuid4().hex[:12]
-        self.forget_quick()
-        self.db.execute("INSERT INTO cycles (id, started) VALUES (?, ?)", (cycle_id, self._now()))
-        self.db.execute(
-            "DELETE FROM cycles WHERE id NOT IN "
-            "(SELECT id FROM cycles ORDER BY started DESC, rowid DESC LIMIT 1000)"
-        )
-        self.db.execute("DELETE FROM actions WHERE cycle NOT IN (SELECT id FROM cycles)")
+        with self.transaction():
+            self.forget_quick()
+            self.db.execute(
+                "INSERT INTO cycles (id, started) VALUES (?, ?)", (cycle_id, self._now())
+            )
+            (count,) = self.db.execute("SELECT COUNT(*) FROM cycles").fetchone()
+            if count > KEEP_CYCLES + PRUNE_SLACK:
+                self.db.execute(
+                    "DELETE FROM cycles WHERE id NOT IN (SELECT id FROM cycles "
+                    "ORDER BY started DESC, rowid DESC LIMIT ?)",
+                    (KEEP_CYCLES,),
+                )
+                self.db.execute("DELETE FROM actions WHERE cycle NOT IN (SELECT id FROM cycles)")
         return cycle_id
 
     def end_cycle(

@@ -379,3 +379,52 @@ def test_unreadable_own_item_blocks_only_that_contact(world: World) -> None:
     assert result.plan.skipped and ANN in result.plan.skipped[0]
     assert not [a for a in result.plan.actions if a.contact_id == ANN]
     assert result.problems
+
+
+def test_an_action_a_crash_left_pending_is_reported_by_the_next_cycle(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = world.engine()
+
+    def crash(news):  # type: ignore[no-untyped-def]
+        raise RuntimeError("the process dies here")  # as a kill -9 would leave it
+
+    monkeypatch.setattr(engine.backend, "create_tasks", crash)
+    with pytest.raises(RuntimeError):
+        engine.run_cycle()
+    monkeypatch.undo()
+    result = engine.run_cycle()
+    assert result.interrupted == 2 and result.counts["created"] == 2
+    assert engine.run_cycle().interrupted == 0  # reported once
+    engine.state.close()
+
+
+def test_the_cycle_history_keeps_the_last_cycles_and_their_actions(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pruned once a few more than KEEP_CYCLES have piled up (not at every cycle),
+    back to the newest KEEP_CYCLES; the actions of the pruned cycles go with them."""
+    import kit_sync.state as state_module
+
+    monkeypatch.setattr(state_module, "KEEP_CYCLES", 5)
+    monkeypatch.setattr(state_module, "PRUNE_SLACK", 2)
+    engine = world.engine()
+    first = engine.state.begin_cycle()
+    engine.state.begin_action(first, "create", ANN, None)
+    engine.state.end_cycle(first, True, {})
+    db = engine.state.db
+    counts = []
+    for _ in range(8):
+        engine.run_cycle()
+        counts.append(db.execute("SELECT COUNT(*) FROM cycles").fetchone()[0])
+    assert counts == [2, 3, 4, 5, 6, 7, 5, 6]
+    assert db.execute("SELECT COUNT(*) FROM cycles WHERE id = ?", (first,)).fetchone()[0] == 0
+    assert db.execute("SELECT COUNT(*) FROM actions WHERE cycle = ?", (first,)).fetchone()[0] == 0
+    assert db.execute("SELECT COUNT(*) FROM actions").fetchone()[0] == 0  # all pruned
+    recent = engine.state.begin_cycle()
+    engine.state.begin_action(recent, "create", ANN, None)
+    engine.state.end_cycle(recent, True, {})
+    engine.run_cycle()  # 8 > 5 + 2: pruned again, the recent cycle and its action stay
+    assert db.execute("SELECT COUNT(*) FROM cycles").fetchone()[0] == 5
+    assert [tuple(r) for r in db.execute("SELECT cycle FROM actions")] == [(recent,)]
+    engine.state.close()
