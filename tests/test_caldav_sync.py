@@ -116,6 +116,32 @@ def test_idle_cycle_is_one_request_in_the_daemon(daemon: Daemon) -> None:
         assert requests <= 1
 
 
+def test_an_idle_cycle_writes_nothing_to_the_listing_cache(
+    daemon: Daemon, phone: Phone, kit: Kit
+) -> None:
+    """Nothing new under the same sync token: no transaction for the cache; a change
+    on the server is committed with its new token."""
+    daemon.cycle()
+    daemon.cycle()
+    statements: list[str] = []
+    daemon.engine.state.db.set_trace_callback(statements.append)
+
+    def cache_writes() -> list[str]:
+        return [s for s in statements if "listing_" in s and not s.startswith("SELECT")]
+
+    for _ in range(2):
+        _, requests = daemon.cycle()
+        assert requests <= 1
+    assert cache_writes() == []
+    before = token_in_cache(kit)
+    task = sorted(daemon.backend.fetch_listing().tasks, key=lambda t: t.uid)[0]
+    phone.edit(href_of(task), lambda text: text.replace("SUMMARY:", "SUMMARY:x "))
+    daemon.cycle()
+    assert cache_writes()
+    assert token_in_cache(kit) == daemon.backend._token != before
+    daemon.engine.state.db.set_trace_callback(None)
+
+
 def test_idle_cycle_is_one_request_in_a_new_process(kit: Kit) -> None:
     one_shot(kit)
     result, requests = one_shot(kit)

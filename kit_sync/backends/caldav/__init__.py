@@ -628,8 +628,12 @@ class CaldavBackend(Backend):
         for key in removed:
             self._items.pop(key, None)
         self._items.update(fresh)
+        # Nothing new under the same token (an idle cycle): the cache holds this
+        # listing already (or an older one, still consistent with its own token), so
+        # there is nothing to commit.
+        same = not (fresh or removed or complete) and token == self._token
         self._token = token
-        if self._cache is not None and self.collection is not None:
+        if self._cache is not None and self.collection is not None and not same:
             self._cache.save_listing(
                 self.collection, token, fresh, removed, keep=set(changed) if complete else None
             )
