@@ -9,7 +9,6 @@ created; every create is exclusive (If-None-Match) and every update conditional
 from __future__ import annotations
 
 import logging
-import operator
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -65,7 +64,7 @@ class _IdleMark:
     """The inputs of the last cycle that found nothing to do (see Engine._unchanged)."""
 
     head: tuple[object, ...]  # Engine._head: config generation, journal, day
-    tasks: tuple[KitTask, ...]  # the tasks listed, kept alive so identity stays meaningful
+    tasks: list[KitTask]  # the tasks listed (a copy of the listing's list)
     key: tuple[tuple[str, str], ...]  # _task_key(tasks)
 
 
@@ -370,7 +369,7 @@ class Engine:
         self._publish(tasks.values(), plan, now)
         idle = not (plan.actions or plan.touches or plan.retracted or listing.problems)
         self._idle = (
-            _IdleMark(head, tuple(listing.tasks), _task_key(listing.tasks))
+            _IdleMark(head, list(listing.tasks), _task_key(listing.tasks))
             if idle and result.ok
             else None
         )
@@ -398,19 +397,20 @@ class Engine:
 
     def _unchanged(self, head: tuple[object, ...], listing: Listing) -> bool:
         """The same inputs as the last cycle that found nothing to do: `head`, and
-        every task's uid and etag. A backend that hands back the very task objects
-        it listed then (the network backends keep them between cycles) is checked
-        by identity, without building or sorting N keys; any other listing by its
-        uids and etags."""
+        every task's uid and etag. The backends keep their task objects between
+        cycles (in memory), so an unchanged listing holds the very objects of the
+        last one: two equal lists, which Python compares by identity first, in C,
+        without building or sorting N keys. Any other listing (new objects, another
+        order) is compared by its uids and etags."""
         mark = self._idle
         if mark is None or head != mark.head:
             return False
         tasks = listing.tasks
-        if len(tasks) == len(mark.tasks) and all(map(operator.is_, tasks, mark.tasks)):
-            return True  # (KitTask is frozen: the same objects, the same uids and etags)
+        if tasks == mark.tasks:
+            return True  # the same (frozen) tasks: the same uids and etags
         if _task_key(tasks) != mark.key:
             return False
-        self._idle = _IdleMark(head, tuple(tasks), mark.key)  # by identity from now on
+        self._idle = _IdleMark(head, list(tasks), mark.key)  # the quick way from now on
         return True
 
     def _journal(self, plan: Plan, inputs: Inputs) -> None:

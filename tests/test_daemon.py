@@ -173,8 +173,9 @@ def test_idle_cycles_skip_planning_until_something_changes(
 def test_an_idle_listing_is_recognised_by_value_not_only_by_identity(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A backend that builds new task objects each listing (same uids and etags) is
-    idle too; one changed etag, or the same tasks listed twice instead of two, is not."""
+    """A backend that builds new task objects each listing (same uids and etags, in
+    another order) is idle too; one changed etag, or one task listed twice instead
+    of two tasks, is not."""
     import dataclasses
 
     import kit_sync.engine as engine_module
@@ -196,8 +197,8 @@ def test_an_idle_listing_is_recognised_by_value_not_only_by_identity(
 
     def fetch_listing() -> Any:
         listing = inner()
-        if copies["on"]:
-            listing.tasks = [dataclasses.replace(t) for t in listing.tasks]
+        if copies["on"]:  # new objects, in another order
+            listing.tasks = [dataclasses.replace(t) for t in reversed(listing.tasks)]
         if copies["edit"] is not None:
             listing.tasks = copies["edit"]
         return listing
