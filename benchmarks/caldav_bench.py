@@ -13,7 +13,8 @@ For N contacts (100 and 1,000; also 5,000 with --large), measured in the same ru
    and time, against one bare sync-collection REPORT with a valid token. Target
    ratio <= 1.3. The backend's own share (fetch_listing) is printed beside it, and
    the engine's own work (the cycle less its listing). Medians of 9 rounds, each
-   round timing all three in turn, so the machine's load falls on each alike.
+   round timing all three in turn (in a rotated order), so the machine's load falls
+   on each alike.
 3. a cycle after k = 10 completions made on a phone: requests (target k + 2), time.
 4. `kit-sync sync` as a whole process with no changes (N = 1,000), against
    `vdirsyncer sync` of the same list to a local folder, also with no changes.
@@ -169,7 +170,9 @@ class IdleFigures:
 
 def timed_cycles(engine: Engine, report: BareReport, n: int = 9) -> IdleFigures:
     """Each round: an engine cycle (and the engine's own work in it: the cycle less
-    its listing), the backend's fetch_listing alone, and a bare REPORT."""
+    its listing), the backend's fetch_listing alone, and a bare REPORT, in an order
+    rotated from round to round (a request right after another one can be slower or
+    faster on these servers; each of the three comes first, second and third alike)."""
     backend: CaldavBackend = engine.backend  # type: ignore[assignment]
     listed = engine._fetch_listing
     inner = [0.0]
@@ -181,21 +184,32 @@ def timed_cycles(engine: Engine, report: BareReport, n: int = 9) -> IdleFigures:
         finally:
             inner[0] += time.perf_counter() - t0
 
+    requests: list[int] = []
+
+    def cycle() -> tuple[float, float]:
+        before = backend.requests
+        inner[0] = 0.0
+        t0 = time.perf_counter()
+        result = engine.run_cycle()
+        took = time.perf_counter() - t0
+        requests.append(backend.requests - before)
+        assert result.ok and sum(result.counts.values()) == 0, result.counts
+        return took, took - inner[0]
+
+    def listing() -> float:
+        t0 = time.perf_counter()
+        backend.fetch_listing()
+        return time.perf_counter() - t0
+
     engine._fetch_listing = timed_listing  # type: ignore[method-assign]
-    rounds, requests = [], []
+    rounds = []
     try:
-        for _ in range(n):
-            before = backend.requests
-            inner[0] = 0.0
-            t0 = time.perf_counter()
-            result = engine.run_cycle()
-            cycle = time.perf_counter() - t0
-            requests.append(backend.requests - before)
-            assert result.ok and sum(result.counts.values()) == 0, result.counts
-            t0 = time.perf_counter()
-            backend.fetch_listing()
-            listing = time.perf_counter() - t0
-            rounds.append((cycle, cycle - inner[0], listing, report()))
+        for i in range(n):
+            got: dict[str, Any] = {}
+            steps = [("cycle", cycle), ("listing", listing), ("report", report)]
+            for name, step in steps[i % 3 :] + steps[: i % 3]:
+                got[name] = step()
+            rounds.append((*got["cycle"], got["listing"], got["report"]))
     finally:
         del engine._fetch_listing  # the class's method again
     return IdleFigures(rounds, requests)
