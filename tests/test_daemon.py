@@ -130,19 +130,25 @@ def test_stop_event_stops_a_cycle_between_actions(world: World) -> None:
     assert world.sync().counts["created"] == 40  # the rest is done by the next cycle
 
 
-def test_idle_cycles_skip_planning_until_something_changes(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """{"n": how many plans the engine built}."""
     import kit_sync.engine as engine_module
 
-    calls = {"n": 0}
+    counted = {"n": 0}
     real = engine_module.build_plan
 
     def counting(inputs: Any) -> Any:
-        calls["n"] += 1
+        counted["n"] += 1
         return real(inputs)
 
     monkeypatch.setattr(engine_module, "build_plan", counting)
+    return counted
+
+
+def test_idle_cycles_skip_planning_until_something_changes(
+    world: World, calls: dict[str, int]
+) -> None:
     engine = world.engine()
     assert engine.run_cycle().counts["created"] == 2
     engine.run_cycle()  # finds nothing to do: remembered as idle
@@ -171,23 +177,13 @@ def test_idle_cycles_skip_planning_until_something_changes(
 
 
 def test_an_idle_listing_is_recognised_by_value_not_only_by_identity(
-    world: World, monkeypatch: pytest.MonkeyPatch
+    world: World, monkeypatch: pytest.MonkeyPatch, calls: dict[str, int]
 ) -> None:
     """A backend that builds new task objects each listing (same uids and etags, in
     another order) is idle too; one changed etag, or one task listed twice instead
     of two tasks, is not."""
     import dataclasses
 
-    import kit_sync.engine as engine_module
-
-    calls = {"n": 0}
-    real = engine_module.build_plan
-
-    def counting(inputs: Any) -> Any:
-        calls["n"] += 1
-        return real(inputs)
-
-    monkeypatch.setattr(engine_module, "build_plan", counting)
     engine = world.engine()
     engine.run_cycle()
     engine.run_cycle()  # idle: remembered
