@@ -595,11 +595,9 @@ def _record_cycle(db: sqlite3.Connection, now: datetime, counts: dict[str, int])
             "VALUES (?, ?, ?, 1, ?, NULL)",
             (os.urandom(6).hex(), stamp, stamp, json.dumps(counts)),
         )
-        db.execute(
-            "DELETE FROM cycles WHERE id NOT IN "
-            "(SELECT id FROM cycles ORDER BY started DESC, rowid DESC LIMIT 1000)"
-        )
-        db.execute("DELETE FROM actions WHERE cycle NOT IN (SELECT id FROM cycles)")
+        from kit_sync import cycles
+
+        cycles.prune(db)
     except BaseException:
         db.execute("ROLLBACK")
         raise

@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from kit_sync import cycles
 from kit_sync.clock import Clock, system_clock
 from kit_sync.errors import DiskFull, KitError
 from kit_sync.files import disk_full_message, is_full, prepare_private_db, read_only_reason
@@ -123,12 +124,6 @@ CREATE TABLE IF NOT EXISTS listing_meta (
 );
 """
 
-
-#: The cycles table keeps the last KEEP_CYCLES cycles (health, status). It is pruned
-#: once PRUNE_SLACK more have piled up, not at every cycle: the prune sorts the cycles
-#: and scans the action journal, most of what an idle daemon cycle would cost here.
-KEEP_CYCLES = 1000
-PRUNE_SLACK = 100
 
 #: A row of the local backend's listing cache:
 #: (name, size, mtime_ns, ctime_ns, inode, etag, checked_ns, kind, info).
@@ -542,14 +537,7 @@ class State:
             self.db.execute(
                 "INSERT INTO cycles (id, started) VALUES (?, ?)", (cycle_id, self._now())
             )
-            (count,) = self.db.execute("SELECT COUNT(*) FROM cycles").fetchone()
-            if count > KEEP_CYCLES + PRUNE_SLACK:
-                self.db.execute(
-                    "DELETE FROM cycles WHERE id NOT IN (SELECT id FROM cycles "
-                    "ORDER BY started DESC, rowid DESC LIMIT ?)",
-                    (KEEP_CYCLES,),
-                )
-                self.db.execute("DELETE FROM actions WHERE cycle NOT IN (SELECT id FROM cycles)")
+            cycles.prune(self.db)
         return cycle_id
 
     def end_cycle(

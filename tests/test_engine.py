@@ -404,10 +404,10 @@ def test_the_cycle_history_keeps_the_last_cycles_and_their_actions(
 ) -> None:
     """Pruned once a few more than KEEP_CYCLES have piled up (not at every cycle),
     back to the newest KEEP_CYCLES; the actions of the pruned cycles go with them."""
-    import kit_sync.state as state_module
+    import kit_sync.cycles as cycles_module
 
-    monkeypatch.setattr(state_module, "KEEP_CYCLES", 5)
-    monkeypatch.setattr(state_module, "PRUNE_SLACK", 2)
+    monkeypatch.setattr(cycles_module, "KEEP_CYCLES", 5)
+    monkeypatch.setattr(cycles_module, "PRUNE_SLACK", 2)
     engine = world.engine()
     first = engine.state.begin_cycle()
     engine.state.begin_action(first, "create", ANN, None)
